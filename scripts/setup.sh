@@ -28,9 +28,10 @@ fi
 is_new_enough() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; }
 python="${PYTHON:-}"
 if [ -z "$python" ]; then
-    candidates=(python3.14 python3.13 python3.12 python3)
+    # The oldest Python >= 3.12 first: it has wheels of every dependency (paddlepaddle included).
+    candidates=(python3.12 python3.13 python3.14 python3)
     if command -v pyenv >/dev/null 2>&1; then  # pyenv shims need PYENV_VERSION: use the binaries
-        for dir in $(ls -d "$(pyenv root)"/versions/3.* 2>/dev/null | sort -rV); do
+        for dir in $(ls -d "$(pyenv root)"/versions/3.* 2>/dev/null | sort -V); do
             candidates+=("$dir/bin/python3")
         done
     fi
