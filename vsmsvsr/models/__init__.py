@@ -1,0 +1,204 @@
+"""Model specs (name -> architecture, official weights, checkpoint layout) and model loading.
+
+One table, :data:`MODEL_SPECS`. Adding a model = one :class:`ModelSpec` row: its architecture as
+an import path ``"module:attribute"`` (imported only when the model is built, so listing models
+needs no Paddle) or a callable returning a ``paddle.nn.Layer``, the constructor keyword
+arguments, the key of its official file in :data:`vsmsvsr.weights.OFFICIAL` and the layout of
+that file.
+
+Weights are always loaded strictly: every key of the model must be in the file with the same
+shape and the file must hold nothing else; otherwise :class:`vsmsvsr.weights.WeightsError`.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Union
+
+if TYPE_CHECKING:  # pragma: no cover
+    import paddle
+
+__all__ = ["ModelSpec", "MODEL_SPECS", "list_models", "get_spec", "build_model", "load_model"]
+
+#: weights argument of :func:`load_model`: a file path, an in-memory state dict or container.
+WeightsArg = Union[str, os.PathLike, Mapping[str, Any], None]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model: how to build it and where its official weights are.
+
+    Attributes:
+        name: public model name (``"PP-MSVSR"``).
+        architecture: ``"package.module:Class"`` or a callable; called with ``kwargs``.
+        kwargs: constructor keyword arguments (read-only mapping).
+        weights: key of the official file in ``vsmsvsr.weights.OFFICIAL``.
+        container: key under which the official file nests the state dict
+            (``{'generator': state_dict}``), or ``None`` for a plain state dict.
+        description: one line for listings.
+    """
+
+    name: str
+    architecture: Union[str, Callable[..., Any]]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+    container: str | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kwargs", MappingProxyType(dict(self.kwargs)))
+
+    def resolve(self) -> Callable[..., Any]:
+        """The architecture class/factory (imports its module on first use)."""
+        if callable(self.architecture):
+            return self.architecture
+        module, _, attr = self.architecture.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+_MSVSR = "vsmsvsr.models.msvsr:MSVSR"
+_MSVSR_L_KWARGS = dict(
+    mid_channels=64, num_init_blocks=5, num_blocks=7, num_reconstruction_blocks=5, only_last=False,
+    use_tiny_spynet=False, deform_groups=8, aux_reconstruction_blocks=2,
+)
+
+#: All models by name, in listing order.
+MODEL_SPECS: Mapping[str, ModelSpec] = MappingProxyType({
+    spec.name: spec
+    for spec in (
+        ModelSpec("PP-MSVSR", _MSVSR, {}, weights="PP-MSVSR", container="generator",
+                  description="PP-MSVSR x4 video super-resolution, REDS (bicubic degradation), 1.45 M parameters"),
+        ModelSpec("PP-MSVSR-L", _MSVSR, _MSVSR_L_KWARGS, weights="PP-MSVSR-L", container="generator",
+                  description="PP-MSVSR-L x4 video super-resolution, REDS, larger and slower, 7.42 M parameters"),
+        ModelSpec("PP-MSVSR-BD", _MSVSR, {}, weights="PP-MSVSR-BD", container="generator",
+                  description="PP-MSVSR x4 video super-resolution, Vimeo90K (blur + downsampling degradation)"),
+    )
+})
+
+
+def list_models() -> tuple[str, ...]:
+    """Names of all models, in listing order."""
+    return tuple(MODEL_SPECS)
+
+
+def get_spec(name: str, *, who: str = "vsmsvsr.get_spec") -> ModelSpec:
+    """The spec of model ``name``; ``ValueError`` listing the valid names if unknown."""
+    if not isinstance(name, str):
+        raise TypeError(f"{who}: model name must be a str, got {type(name).__name__}")
+    try:
+        return MODEL_SPECS[name]
+    except KeyError:
+        close = [n for n in MODEL_SPECS if n.lower() == name.lower()]
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{who}: unknown model {name!r}{hint}; valid: {', '.join(MODEL_SPECS)}") from None
+
+
+_DEVICE = re.compile(r"^(cpu|gpu)(?::(\d+))?$")
+
+
+def _resolve_device(device: str | None, who: str) -> str | None:
+    """Validate ``device`` and return it normalised (``'cpu'``, ``'gpu:N'``) or None."""
+    if device is None:
+        return None
+    if not isinstance(device, str):
+        raise TypeError(f"{who}: device must be a str such as 'cpu', 'gpu' or 'gpu:0', "
+                        f"got {type(device).__name__}")
+    m = _DEVICE.match(device.strip().lower())
+    if m is None or (m.group(1) == "cpu" and m.group(2) is not None):
+        raise ValueError(f"{who}: device must be 'cpu', 'gpu' or 'gpu:N', got {device!r}")
+    if m.group(1) == "cpu":
+        return "cpu"
+    import paddle
+
+    index = int(m.group(2) or 0)
+    if not paddle.device.is_compiled_with_cuda():
+        raise ValueError(f"{who}: device {device!r} requested, but this Paddle build has no GPU "
+                         "support (install paddlepaddle-gpu, or use device='cpu')")
+    count = paddle.device.cuda.device_count()
+    if index >= count:
+        raise ValueError(f"{who}: device {device!r} requested, but Paddle sees {count} GPU(s)")
+    return f"gpu:{index}"
+
+
+def _check_weights_arg(weights: Any, who: str) -> None:
+    if weights is None or isinstance(weights, (str, os.PathLike, Mapping)):
+        return
+    raise TypeError(f"{who}: weights must be None, a file path or a state dict, got {type(weights).__name__}")
+
+
+def _instantiate(spec: ModelSpec) -> "paddle.nn.Layer":
+    return spec.resolve()(**spec.kwargs)
+
+
+def build_model(name: str) -> "paddle.nn.Layer":
+    """Model ``name`` with random weights, in eval mode, on Paddle's current device.
+
+    Touches neither the network nor the disk. ``ValueError`` for an unknown name.
+    """
+    spec = get_spec(name, who="vsmsvsr.build_model")
+    model = _instantiate(spec)
+    model.eval()
+    return model
+
+
+def _unwrap(obj: Mapping[str, Any], spec: ModelSpec) -> Mapping[str, Any]:
+    """The state dict inside an official container, or ``obj`` itself if it is a plain state dict."""
+    if spec.container is not None and isinstance(obj.get(spec.container), Mapping):
+        return obj[spec.container]
+    return obj
+
+
+def _as_float32(value: Any) -> Any:
+    import numpy as np
+    import paddle
+
+    if isinstance(value, paddle.Tensor):
+        return value if value.dtype == paddle.float32 else value.astype("float32")
+    return np.ascontiguousarray(value, dtype=np.float32)
+
+
+def load_model(name: str, weights: WeightsArg = None, device: str | None = None) -> "paddle.nn.Layer":
+    """Model ``name`` with its weights, in eval mode, float32.
+
+    Args:
+        name: a name from :func:`list_models` (``"PP-MSVSR"``, ``"PP-MSVSR-L"``, ``"PP-MSVSR-BD"``).
+        weights: ``None`` for the official file (``vsmsvsr.weights.fetch``: cached, downloaded once);
+            a path to a ``.pdparams`` file, either in its official layout (``{'generator': state_dict}``
+            for MSVSR) or a plain state dict; or such a dict in memory (numpy arrays or tensors).
+            Files are read with the safe loader ``vsmsvsr.weights.load_state_dict``.
+        device: ``'cpu'``, ``'gpu'`` (= ``'gpu:0'``) or ``'gpu:N'``; ``None`` keeps Paddle's current
+            device (``paddle.get_device()``: CPU on a CPU-only build, else what ``paddle.set_device``
+            chose, ``gpu:0`` by default). The global device is never changed; feed inputs on the
+            same device.
+
+    Name, device and the type of ``weights`` are validated before anything is read or downloaded.
+    Raises ``ValueError``/``TypeError`` for bad arguments and ``vsmsvsr.weights.WeightsError`` for
+    a file that cannot be read or does not fit the model (missing, unexpected or mis-shaped keys,
+    listed in the message).
+    """
+    who = "vsmsvsr.load_model"
+    spec = get_spec(name, who=who)
+    place = _resolve_device(device, who)
+    _check_weights_arg(weights, who)
+
+    from vsmsvsr import weights as wmod
+
+    if isinstance(weights, Mapping):
+        label, obj = "in-memory state dict", weights
+    else:
+        path = Path(weights) if weights is not None else wmod.fetch(spec.weights)
+        label, obj = str(path), wmod.load_state_dict(path)
+    state = _unwrap(obj, spec)
+
+    model = _instantiate(spec)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    wmod.check_state_dict(expected, state, what=f"{who}: {name} weights ({label})")
+    if place is not None:
+        model.to(device=place)
+    model.set_state_dict({k: _as_float32(state[k]) for k in expected})
+    model.eval()
+    return model

@@ -1,0 +1,545 @@
+"""PP-MSVSR (multi-stage video super-resolution, x4), weight-compatible with PaddleGAN.
+
+Port of ``ppgan/models/generators/msvsr.py`` (PaddleGAN, Apache-2.0) and the pieces of
+``basicvsr.py`` it uses. Sub-layer names, registration order and parameter shapes follow PaddleGAN
+exactly (typos included: ``covn1``, ``ResidualBlocks.block<i>``, ``Leaky_relu``), so an official
+``.pdparams`` state dict loads with strict key and shape checks and the forward pass reproduces
+PaddleGAN's numbers.
+
+Network (t frames of ``(n, 3, h, w)``, features of ``mid_channels`` at input resolution):
+
+* SPyNet (``spynet``): optical flow between neighbouring frames, both directions.
+* Stage 1, local fusion: every frame fuses its two flow-guided, deformably aligned neighbours.
+* Stage 2: backward then forward recurrent propagation with flow-guided deformable alignment,
+  followed by an auxiliary x4 reconstruction whose image is downsampled again into new features.
+* Stage 3: a second backward/forward propagation over the auxiliary features; its re-alignment
+  starts from the stage-2 offsets and masks of the same direction and frame step.
+* Reconstruction: all features per frame -> two pixel-shuffle x2 steps + bilinear x4 skip, plus a
+  "local connect" head that upsamples the stage-1 feature with the auxiliary upsamplers.
+
+Deviations from PaddleGAN, none of which changes an output:
+
+* Constructing the network neither downloads nor loads SPyNet weights (PaddleGAN fetches
+  pretrained SPyNet weights in ``__init__``; the official MSVSR checkpoints contain them anyway).
+* The mirror-sequence test uses ``paddle.equal_all`` instead of ``norm(a - b) == 0`` and can be
+  switched off (``check_mirror``) for static-graph export; the shortcut it enables is exact.
+* ``return_aux=False`` returns only the main output (the auxiliary image is still computed,
+  because stage 3 is fed from it, but it is not kept or stacked).
+* ``auxiliary_loss=False`` and ``use_refine_align=False`` are refused: PaddleGAN's forward
+  raises for both (unbound ``aux_feats``; ``AlignmentModule`` called with six arguments).
+* Stage 3 does not compute the warped feature that PaddleGAN builds and then ignores.
+* Tensors created inside ``forward`` derive from the input (``zeros_like``, a pixel grid from
+  ``cumsum``), so the model runs on whatever device its parameters and input are on and traces
+  into a static graph without Python-side tensor values.
+"""
+from __future__ import annotations
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+from paddle.vision.ops import DeformConv2D
+
+__all__ = ["MSVSR", "ModifiedSPyNet", "flow_warp"]
+
+_MIN_SIZE = 64
+
+
+def _zero_init() -> paddle.ParamAttr:
+    return paddle.ParamAttr(initializer=nn.initializer.Constant(0.0))
+
+
+# --------------------------------------------------------------------------------------------
+# building blocks (basicvsr.py)
+
+
+def flow_warp(x: paddle.Tensor, flow: paddle.Tensor, padding_mode: str = "zeros") -> paddle.Tensor:
+    """Warp ``x`` (n, c, h, w) by ``flow`` (n, h, w, 2): pixel displacements, channel 0 = x.
+
+    Bilinear sampling, ``align_corners=True``; outside pixels follow ``padding_mode``
+    (``'zeros'`` for features, ``'border'`` inside SPyNet).
+    """
+    h, w = x.shape[2], x.shape[3]
+    # Pixel coordinate grid built from the flow tensor itself (device- and trace-agnostic);
+    # cumulative sums of ones are exact integers, the same values as PaddleGAN's arange grid.
+    ones = paddle.ones_like(flow[:, :, :, 0])
+    grid_x = paddle.cumsum(ones, axis=2) - 1.0
+    grid_y = paddle.cumsum(ones, axis=1) - 1.0
+    # Same arithmetic, in the same order, as PaddleGAN's flow_warp.
+    grid_flow_x = 2.0 * (grid_x + flow[:, :, :, 0]) / max(w - 1, 1) - 1.0
+    grid_flow_y = 2.0 * (grid_y + flow[:, :, :, 1]) / max(h - 1, 1) - 1.0
+    grid_flow = paddle.stack((grid_flow_x, grid_flow_y), axis=3)
+    return F.grid_sample(x, grid_flow, mode="bilinear", padding_mode=padding_mode, align_corners=True)
+
+
+class ResidualBlockNoBN(nn.Layer):
+    """conv3x3 -> ReLU -> conv3x3, plus the input."""
+
+    def __init__(self, nf: int = 64) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2D(nf, nf, 3, 1, 1)
+        self.conv2 = nn.Conv2D(nf, nf, 3, 1, 1)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return x + self.conv2(self.relu(self.conv1(x)))
+
+
+class ResidualBlocksWithInputConv(nn.Layer):
+    """conv3x3 + LeakyReLU(0.1) to ``out_channels``, then ``num_blocks`` residual blocks."""
+
+    def __init__(self, in_channels: int, out_channels: int = 64, num_blocks: int = 30) -> None:
+        super().__init__()
+        self.covn1 = nn.Conv2D(in_channels, out_channels, 3, 1, 1)  # sic: PaddleGAN's key name
+        self.Leaky_relu = nn.LeakyReLU(negative_slope=0.1)
+        self.ResidualBlocks = nn.Sequential()
+        for i in range(num_blocks):
+            self.ResidualBlocks.add_sublayer(f"block{i}", ResidualBlockNoBN(out_channels))
+
+    def forward(self, feat: paddle.Tensor) -> paddle.Tensor:
+        return self.ResidualBlocks(self.Leaky_relu(self.covn1(feat)))
+
+
+class PixelShufflePack(nn.Layer):
+    """Conv to ``out_channels * scale**2`` channels, then pixel shuffle by ``scale``."""
+
+    def __init__(self, in_channels: int, out_channels: int, scale_factor: int, upsample_kernel: int) -> None:
+        super().__init__()
+        self.upsample_conv = nn.Conv2D(
+            in_channels, out_channels * scale_factor * scale_factor, upsample_kernel,
+            padding=(upsample_kernel - 1) // 2,
+        )
+        self.pixel_shuffle = nn.PixelShuffle(scale_factor)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.pixel_shuffle(self.upsample_conv(x))
+
+
+def _offset_head(channels: int, deform_groups: int) -> nn.Sequential:
+    """Three conv+LeakyReLU, then a conv to 27*G channels (o1, o2, mask); last layer zero-init."""
+    return nn.Sequential(
+        nn.Conv2D(2 * channels + 2, channels, 3, 1, 1),
+        nn.LeakyReLU(negative_slope=0.1),
+        nn.Conv2D(channels, channels, 3, 1, 1),
+        nn.LeakyReLU(negative_slope=0.1),
+        nn.Conv2D(channels, channels, 3, 1, 1),
+        nn.LeakyReLU(negative_slope=0.1),
+        nn.Conv2D(channels, 27 * deform_groups, 3, 1, 1, weight_attr=_zero_init(), bias_attr=_zero_init()),
+    )
+
+
+class AlignmentModule(nn.Layer):
+    """Flow-guided deformable alignment (stage 1 and stage 2).
+
+    ``conv_offset(concat(extra_feat, flow))`` gives (o1, o2, m); offset = 10*tanh(o1, o2) plus the
+    flow as (dy, dx) on every tap; mask = sigmoid(m); output = DCNv2(x, offset, mask).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding: int = 1,
+                 deformable_groups: int = 16) -> None:
+        super().__init__()
+        self.conv_offset = _offset_head(out_channels, deformable_groups)
+        self.dcn = DeformConv2D(in_channels, out_channels, kernel_size=kernel_size, padding=padding,
+                                deformable_groups=deformable_groups)
+
+    def forward(self, x: paddle.Tensor, extra_feat: paddle.Tensor, flow: paddle.Tensor):
+        out = self.conv_offset(paddle.concat([extra_feat, flow], axis=1))
+        o1, o2, mask = paddle.chunk(out, 3, axis=1)
+        offset = 10 * paddle.tanh(paddle.concat((o1, o2), axis=1))
+        offset = offset + flow.flip(1).tile([1, offset.shape[1] // 2, 1, 1])
+        mask = F.sigmoid(mask)
+        return self.dcn(x, offset, mask), offset, mask
+
+
+class ReAlignmentModule(nn.Layer):
+    """Stage-3 refine alignment, starting from the stage-2 offset and mask.
+
+    ``mdconv(x, pre_offset, pre_mask)``, concatenated with the current feature and the flow,
+    feeds ``conv_offset``; offset = 10*tanh(o1, o2) + pre_offset, mask = (sigmoid(m) + pre_mask) / 2;
+    output = ``dcn(x, offset, mask)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding: int = 1,
+                 deformable_groups: int = 16) -> None:
+        super().__init__()
+        self.mdconv = DeformConv2D(in_channels, out_channels, kernel_size=kernel_size, padding=padding,
+                                   deformable_groups=deformable_groups)
+        self.conv_offset = _offset_head(out_channels, deformable_groups)
+        self.dcn = DeformConv2D(in_channels, out_channels, kernel_size=kernel_size, padding=padding,
+                                deformable_groups=deformable_groups)
+
+    def forward(self, x: paddle.Tensor, flow: paddle.Tensor, feat_current: paddle.Tensor,
+                pre_offset: paddle.Tensor, pre_mask: paddle.Tensor) -> paddle.Tensor:
+        pre_feat = self.mdconv(x, pre_offset, pre_mask)
+        out = self.conv_offset(paddle.concat([pre_feat, feat_current, flow], axis=1))
+        o1, o2, mask = paddle.chunk(out, 3, axis=1)
+        offset = 10 * paddle.tanh(paddle.concat((o1, o2), axis=1)) + pre_offset
+        mask = (F.sigmoid(mask) + pre_mask) / 2.0
+        return self.dcn(x, offset, mask)
+
+
+# --------------------------------------------------------------------------------------------
+# SPyNet (modified: 3x3 convs, no BN)
+
+
+class ConvLayer(nn.Layer):
+    """3x3 conv, optionally followed by LeakyReLU(0.1)."""
+
+    def __init__(self, in_channels: int, out_channels: int, activate: bool = True) -> None:
+        super().__init__()
+        self.with_activation = activate
+        self.conv = nn.Conv2D(in_channels, out_channels, 3, 1, 1)
+        if activate:
+            self.act = nn.LeakyReLU(negative_slope=0.1)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        out = self.conv(x)
+        return self.act(out) if self.with_activation else out
+
+
+# Channel chains of one pyramid-level block: input 8 = ref (3) + warped supp (3) + flow (2).
+_TINY_BLOCK = (8, 16, 16, 32, 32, 32, 32, 16, 16, 16, 8, 8, 2)
+_FULL_BLOCK = (8, 16, 16, 32, 32, 32, 64, 32, 32, 32, 16, 16, 16, 16, 16, 2)
+
+
+class SPyNetBlock(nn.Layer):
+    """One pyramid level: a chain of 3x3 convs with LeakyReLU after all but the last."""
+
+    def __init__(self, use_tiny_block: bool = False) -> None:
+        super().__init__()
+        chans = _TINY_BLOCK if use_tiny_block else _FULL_BLOCK
+        last = len(chans) - 2
+        self.basic_module = nn.Sequential(
+            *[ConvLayer(chans[i], chans[i + 1], activate=i != last) for i in range(len(chans) - 1)]
+        )
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.basic_module(x)
+
+
+class ModifiedSPyNet(nn.Layer):
+    """PaddleGAN's modified SPyNet: ``num_blocks`` pyramid levels of 3x3 conv blocks.
+
+    ``forward(ref, supp)`` takes two ``(n, 3, h, w)`` RGB batches in [0, 1] and returns the flow
+    from ``ref`` to ``supp``, ``(n, 2, h, w)`` in pixels (channel 0 = x, 1 = y).
+    """
+
+    def __init__(self, num_blocks: int = 6, use_tiny_block: bool = False) -> None:
+        super().__init__()
+        self.num_blocks = num_blocks
+        self.basic_module = nn.LayerList([SPyNetBlock(use_tiny_block) for _ in range(num_blocks)])
+        self.register_buffer("mean", paddle.to_tensor([0.485, 0.456, 0.406], dtype="float32").reshape([1, 3, 1, 1]))
+        self.register_buffer("std", paddle.to_tensor([0.229, 0.224, 0.225], dtype="float32").reshape([1, 3, 1, 1]))
+
+    def compute_flow(self, ref: paddle.Tensor, supp: paddle.Tensor) -> paddle.Tensor:
+        """Flow from ``ref`` to ``supp``; h and w must be multiples of 2**(num_blocks-1)."""
+        ref = [(ref - self.mean) / self.std]
+        supp = [(supp - self.mean) / self.std]
+        for _ in range(self.num_blocks - 1):
+            ref.append(F.avg_pool2d(ref[-1], kernel_size=2, stride=2))
+            supp.append(F.avg_pool2d(supp[-1], kernel_size=2, stride=2))
+        ref = ref[::-1]
+        supp = supp[::-1]
+
+        flow = paddle.zeros_like(ref[0][:, :2])  # coarsest level starts from zero flow
+        for level in range(self.num_blocks):
+            if level == 0:
+                flow_up = flow
+            else:
+                flow_up = F.interpolate(flow, scale_factor=2, mode="bilinear", align_corners=True) * 2.0
+            warped = flow_warp(supp[level], flow_up.transpose([0, 2, 3, 1]), padding_mode="border")
+            flow = flow_up + self.basic_module[level](paddle.concat([ref[level], warped, flow_up], axis=1))
+        return flow
+
+    def forward(self, ref: paddle.Tensor, supp: paddle.Tensor) -> paddle.Tensor:
+        h, w = ref.shape[2], ref.shape[3]
+        # resize to the next multiple of 32, compute, resize back and rescale the displacements
+        w_up = w if w % 32 == 0 else 32 * (w // 32 + 1)
+        h_up = h if h % 32 == 0 else 32 * (h // 32 + 1)
+        ref = F.interpolate(ref, size=(h_up, w_up), mode="bilinear", align_corners=False)
+        supp = F.interpolate(supp, size=(h_up, w_up), mode="bilinear", align_corners=False)
+        flow = F.interpolate(self.compute_flow(ref, supp), size=(h, w), mode="bilinear", align_corners=False)
+        return paddle.concat(
+            [flow[:, 0:1] * (float(w) / float(w_up)), flow[:, 1:2] * (float(h) / float(h_up))], axis=1
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# MSVSR
+
+
+class MSVSR(nn.Layer):
+    """PP-MSVSR x4 video super-resolution network (PaddleGAN's ``MSVSR``).
+
+    Constructor arguments and defaults are PaddleGAN's (defaults = PP-MSVSR, 1,453,607 parameters).
+    ``return_aux`` and ``check_mirror`` are additions and may also be set as attributes later.
+
+    Args:
+        mid_channels: feature channels. Default 32.
+        num_init_blocks: residual blocks of the feature extractor. Default 2.
+        num_blocks: residual blocks of each stage-2/3 propagation branch. Default 3.
+        num_reconstruction_blocks: residual blocks of the reconstruction. Default 2.
+        only_last: if False, an extra conv (``conv_hr``) + LeakyReLU before ``conv_last``. Default True.
+        use_tiny_spynet: 3-level SPyNet with tiny blocks (True) or 6-level full blocks. Default True.
+        deform_groups: deformable groups of stages 2 and 3. Default 4.
+        stage1_groups: deformable groups of stage 1. Default 8.
+        auxiliary_loss: must be True (PaddleGAN's forward fails without it).
+        use_refine_align: must be True (PaddleGAN's forward fails without it).
+        aux_reconstruction_blocks: residual blocks of the auxiliary reconstruction. Default 1.
+        use_local_connnect: add the upsampled stage-1 feature head (sic, PaddleGAN's spelling). Default True.
+        return_aux: ``forward`` returns ``(aux, out)`` like PaddleGAN if True, else only ``out``.
+        check_mirror: in dygraph, test whether the input is a mirror-extended sequence and then
+            reuse the backward flows for the forward direction (exact, saves half the flow work).
+            Set False before static-graph export: the test is data-dependent control flow.
+    """
+
+    def __init__(
+        self,
+        mid_channels: int = 32,
+        num_init_blocks: int = 2,
+        num_blocks: int = 3,
+        num_reconstruction_blocks: int = 2,
+        only_last: bool = True,
+        use_tiny_spynet: bool = True,
+        deform_groups: int = 4,
+        stage1_groups: int = 8,
+        auxiliary_loss: bool = True,
+        use_refine_align: bool = True,
+        aux_reconstruction_blocks: int = 1,
+        use_local_connnect: bool = True,
+        *,
+        return_aux: bool = True,
+        check_mirror: bool = True,
+    ) -> None:
+        super().__init__()
+        if not auxiliary_loss:
+            raise ValueError("vsmsvsr.models.MSVSR: auxiliary_loss=False is not supported "
+                             "(PaddleGAN's MSVSR forward fails without the auxiliary stage)")
+        if not use_refine_align:
+            raise ValueError("vsmsvsr.models.MSVSR: use_refine_align=False is not supported "
+                             "(PaddleGAN's MSVSR forward fails without the refine alignment)")
+        self.mid_channels = mid_channels
+        self.only_last = only_last
+        self.deform_groups = deform_groups
+        self.auxiliary_loss = auxiliary_loss
+        self.use_refine_align = use_refine_align
+        self.use_local_connnect = use_local_connnect
+        self.return_aux = return_aux
+        self.check_mirror = check_mirror
+
+        # Registration order = state_dict order = PaddleGAN's.
+        if use_tiny_spynet:
+            self.spynet = ModifiedSPyNet(num_blocks=3, use_tiny_block=True)
+        else:
+            self.spynet = ModifiedSPyNet(num_blocks=6, use_tiny_block=False)
+
+        self.feat_extract = ResidualBlocksWithInputConv(3, mid_channels, num_init_blocks)
+
+        self.deform_align = nn.LayerDict()
+        self.backbone = nn.LayerDict()
+        for i, name in enumerate(("stage2_backward", "stage2_forward", "stage3_backward", "stage3_forward")):
+            module = ReAlignmentModule if i > 1 else AlignmentModule
+            self.deform_align[name] = module(mid_channels, mid_channels, 3, padding=1,
+                                             deformable_groups=deform_groups)
+            # input: current feature + every earlier branch + the propagated feature
+            self.backbone[name] = ResidualBlocksWithInputConv((3 + i) * mid_channels, mid_channels, num_blocks)
+
+        self.stage1_align = AlignmentModule(mid_channels, mid_channels, 3, padding=1,
+                                            deformable_groups=stage1_groups)
+        self.stage1_blocks = ResidualBlocksWithInputConv(3 * mid_channels, mid_channels, 3)
+
+        self.reconstruction = ResidualBlocksWithInputConv(6 * mid_channels, mid_channels, num_reconstruction_blocks)
+        self.upsample1 = PixelShufflePack(mid_channels, mid_channels, 2, upsample_kernel=3)
+        self.upsample2 = PixelShufflePack(mid_channels, mid_channels, 2, upsample_kernel=3)
+        if not only_last:
+            self.conv_hr = nn.Conv2D(mid_channels, mid_channels, 3, 1, 1)
+        self.conv_last = nn.Conv2D(mid_channels, 3, 3, 1, 1)
+        self.lrelu = nn.LeakyReLU(negative_slope=0.1)
+
+        self.aux_fusion = nn.Conv2D(mid_channels * 2, mid_channels, 3, 1, 1)
+        self.aux_reconstruction = ResidualBlocksWithInputConv(4 * mid_channels, mid_channels,
+                                                              aux_reconstruction_blocks)
+        self.aux_block_down1 = nn.Sequential(
+            nn.Conv2D(3 + mid_channels, mid_channels, 3, 2, 1),
+            nn.LeakyReLU(negative_slope=0.1),
+            nn.Conv2D(mid_channels, mid_channels, 3, 1, 1),
+        )
+        self.aux_block_down2 = nn.Sequential(
+            nn.Conv2D(mid_channels * 2, mid_channels, 3, 2, 1),
+            nn.LeakyReLU(negative_slope=0.1),
+            nn.Conv2D(mid_channels, mid_channels, 3, 1, 1),
+        )
+        self.aux_conv_last = nn.Conv2D(mid_channels, 3, 3, 1, 1)
+        # also the local-connect head of the main output
+        self.aux_upsample1 = PixelShufflePack(mid_channels, mid_channels, 2, upsample_kernel=3)
+        self.aux_upsample2 = PixelShufflePack(mid_channels, mid_channels, 2, upsample_kernel=3)
+        self.hybrid_conv_last = nn.Conv2D(mid_channels, 3, 3, 1, 1)
+
+    # ---------------------------------------------------------------- helpers
+
+    @staticmethod
+    def _img_upsample(x: paddle.Tensor) -> paddle.Tensor:
+        return F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
+
+    def _is_mirror_extended(self, lqs: paddle.Tensor) -> bool:
+        """True if t is even and frame i equals frame t-1-i for every i (exact comparison)."""
+        if not self.check_mirror or not paddle.in_dynamic_mode() or lqs.shape[1] % 2 != 0:
+            return False
+        with paddle.no_grad():
+            first, second = paddle.chunk(lqs, 2, axis=1)
+            return bool(paddle.equal_all(first, paddle.flip(second, [1])))
+
+    def compute_flow(self, lqs: paddle.Tensor) -> tuple[list[paddle.Tensor], list[paddle.Tensor]]:
+        """Flows between neighbours of ``lqs`` (n, t, 3, h, w): two lists of t-1 ``(n, 2, h, w)``.
+
+        ``backward[i] = spynet(frame_i, frame_i+1)``, ``forward[i] = spynet(frame_i+1, frame_i)``.
+        """
+        n, t, c, h, w = lqs.shape
+        if t < 2:
+            return [], []
+        lrs_1 = lqs[:, :-1].reshape([-1, c, h, w])
+        lrs_2 = lqs[:, 1:].reshape([-1, c, h, w])
+        backward = self.spynet(lrs_1, lrs_2).reshape([-1, t - 1, 2, h, w])
+        if self._is_mirror_extended(lqs):
+            forward = backward.flip(1)
+        else:
+            forward = self.spynet(lrs_2, lrs_1).reshape([-1, t - 1, 2, h, w])
+        return [backward[:, i] for i in range(t - 1)], [forward[:, i] for i in range(t - 1)]
+
+    @staticmethod
+    def _cond(feat_prop: paddle.Tensor, feat_current: paddle.Tensor, flow: paddle.Tensor) -> paddle.Tensor:
+        """Offset-head input: the flow-warped neighbour next to the current feature."""
+        return paddle.concat([flow_warp(feat_prop, flow.transpose([0, 2, 3, 1])), feat_current], axis=1)
+
+    # ---------------------------------------------------------------- stages
+
+    def stage1(self, spatial: list[paddle.Tensor], flows_backward: list[paddle.Tensor],
+               flows_forward: list[paddle.Tensor]) -> list[paddle.Tensor]:
+        """Local fusion: each frame with its aligned right and left neighbours (zeros at the ends)."""
+        t = len(spatial)
+        out: list[paddle.Tensor] = [None] * t  # type: ignore[list-item]
+        for idx in range(t - 1, -1, -1):
+            feat_current = spatial[idx]
+            if idx < t - 1:
+                flow = flows_backward[idx]
+                cond = self._cond(spatial[idx + 1], feat_current, flow)
+                feat_next, _, _ = self.stage1_align(spatial[idx + 1], cond, flow)
+            else:
+                feat_next = paddle.zeros_like(feat_current)
+            if idx > 0:
+                flow = flows_forward[idx - 1]
+                cond = self._cond(spatial[idx - 1], feat_current, flow)
+                feat_prev, _, _ = self.stage1_align(spatial[idx - 1], cond, flow)
+            else:
+                feat_prev = paddle.zeros_like(feat_current)
+            out[idx] = self.stage1_blocks(paddle.concat([feat_current, feat_next, feat_prev], axis=1))
+        return out
+
+    def _propagate(self, name: str, currents: list[paddle.Tensor], earlier: list[list[paddle.Tensor]],
+                   flows: list[paddle.Tensor], backward: bool,
+                   pre: list | None = None) -> tuple[list[paddle.Tensor], list]:
+        """One recurrent branch over the frames (last to first if ``backward``).
+
+        ``earlier``: per-frame features of the branches before this one, concatenated in this order
+        between the current feature and the propagated one. Stage 2 (``pre=None``) returns the
+        per-frame (offset, mask) it used; stage 3 re-aligns starting from them.
+        """
+        t = len(currents)
+        order = range(t - 1, -1, -1) if backward else range(t)
+        out: list[paddle.Tensor] = [None] * t  # type: ignore[list-item]
+        used: list = [None] * t
+        align = self.deform_align[name]
+        feat_prop = paddle.zeros_like(currents[order[0]])
+        for step, idx in enumerate(order):
+            feat_current = currents[idx]
+            if step > 0:
+                flow = flows[idx] if backward else flows[idx - 1]
+                if pre is None:
+                    feat_prop, offset, mask = align(feat_prop, self._cond(feat_prop, feat_current, flow), flow)
+                    used[idx] = (offset, mask)
+                else:
+                    feat_prop = align(feat_prop, flow, feat_current, *pre[idx])
+            feat = paddle.concat([feat_current] + [f[idx] for f in earlier] + [feat_prop], axis=1)
+            feat_prop = feat_prop + self.backbone[name](feat)
+            out[idx] = feat_prop
+        return out, used
+
+    def auxiliary_stage(self, lqs: paddle.Tensor, spatial: list[paddle.Tensor], stage1: list[paddle.Tensor],
+                        s2b: list[paddle.Tensor], s2f: list[paddle.Tensor]):
+        """Auxiliary x4 reconstruction after stage 2 and its features for stage 3.
+
+        Returns (images or None, features): ``(n, 3, 4h, 4w)`` per frame (kept only when
+        ``return_aux``) and ``(n, c, h, w)`` per frame.
+        """
+        images, feats = [], []
+        for i in range(len(spatial)):
+            hr_low = self.aux_reconstruction(paddle.concat([spatial[i], stage1[i], s2b[i], s2f[i]], axis=1))
+            hr_mid = self.lrelu(self.aux_upsample1(hr_low))
+            hr_high = self.lrelu(self.aux_upsample2(hr_mid))
+            hr = self.aux_conv_last(hr_high) + self._img_upsample(lqs[:, i])
+            if self.return_aux:
+                images.append(hr)
+            aux_feat = self.aux_block_down1(paddle.concat([hr, hr_high], axis=1))
+            aux_feat = self.aux_block_down2(paddle.concat([aux_feat, hr_mid], axis=1))
+            feats.append(self.aux_fusion(paddle.concat([aux_feat, hr_low], axis=1)))
+        return (images if self.return_aux else None), feats
+
+    def upsample(self, lqs: paddle.Tensor, branches: list[list[paddle.Tensor]]) -> paddle.Tensor:
+        """Final x4 reconstruction; ``branches`` = [spatial, stage1, s2b, s2f, s3b, s3f]."""
+        outputs = []
+        for i in range(lqs.shape[1]):
+            hr = self.reconstruction(paddle.concat([b[i] for b in branches], axis=1))
+            hr = self.lrelu(self.upsample1(hr))
+            hr = self.lrelu(self.upsample2(hr))
+            if not self.only_last:
+                hr = self.lrelu(self.conv_hr(hr))
+            hr = self.conv_last(hr) + self._img_upsample(lqs[:, i])
+            if self.use_local_connnect:
+                local = self.lrelu(self.aux_upsample1(branches[1][i]))
+                local = self.lrelu(self.aux_upsample2(local))
+                hr = self.hybrid_conv_last(local) + hr
+            outputs.append(hr)
+        return paddle.stack(outputs, axis=1)
+
+    # ---------------------------------------------------------------- forward
+
+    def forward(self, lqs: paddle.Tensor):
+        """Super-resolve ``lqs`` (n, t, 3, h, w), RGB in [0, 1], h and w >= 64, any t >= 1.
+
+        Returns ``(aux, out)``, both (n, t, 3, 4h, 4w), or only ``out`` if ``return_aux`` is False.
+        ``out`` is the result; ``aux`` is the auxiliary stage-2 reconstruction.
+        """
+        if len(lqs.shape) != 5 or lqs.shape[2] != 3:
+            raise ValueError(f"vsmsvsr.models.MSVSR: input must be (n, t, 3, h, w), got shape {list(lqs.shape)}")
+        n, t, c, h, w = lqs.shape
+        if 0 <= h < _MIN_SIZE or 0 <= w < _MIN_SIZE:
+            raise ValueError(f"vsmsvsr.models.MSVSR: frames must be at least {_MIN_SIZE}x{_MIN_SIZE} "
+                             f"(h x w), got {h}x{w}")
+
+        # feature extraction, all frames at once
+        feats = self.feat_extract(lqs.reshape([-1, c, h, w])).reshape([-1, t, self.mid_channels, h, w])
+        spatial = [feats[:, i] for i in range(t)]
+
+        # optical flow between neighbours, on the low-resolution input
+        flows_backward, flows_forward = self.compute_flow(lqs)
+
+        # stage 1: local fusion
+        stage1 = self.stage1(spatial, flows_backward, flows_forward)
+
+        # stage 2: bidirectional propagation, keeping the offsets and masks for stage 3
+        s2b, pre_b = self._propagate("stage2_backward", spatial, [stage1], flows_backward, backward=True)
+        s2f, pre_f = self._propagate("stage2_forward", spatial, [stage1, s2b], flows_forward, backward=False)
+
+        # auxiliary reconstruction; its features replace the spatial ones in stage 3
+        aux_images, aux_feats = self.auxiliary_stage(lqs, spatial, stage1, s2b, s2f)
+
+        # stage 3: bidirectional propagation with re-alignment from the stage-2 offsets/masks
+        s3b, _ = self._propagate("stage3_backward", aux_feats, [stage1, s2b, s2f], flows_backward,
+                                 backward=True, pre=pre_b)
+        s3f, _ = self._propagate("stage3_forward", aux_feats, [stage1, s2b, s2f, s3b], flows_forward,
+                                 backward=False, pre=pre_f)
+
+        # reconstruction
+        out = self.upsample(lqs, [spatial, stage1, s2b, s2f, s3b, s3f])
+        if self.return_aux:
+            return paddle.stack(aux_images, axis=1), out
+        return out
