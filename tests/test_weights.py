@@ -294,3 +294,29 @@ def test_check_state_dict_lists_first_mismatches():
     with pytest.raises(WeightsError, match=r"M: .*1 missing keys: c; 1 unexpected keys: d; "
                                            r"1 wrong shapes: a: file \(3, 2\), model \(2, 3\)"):
         weights.check_state_dict(expected, {"a": np.zeros((3, 2)), "b": np.zeros(4), "d": np.zeros(1)}, what="M")
+
+
+def test_cli_verify_accepts_only_files_that_fit_the_architecture(tmp_path):
+    import paddle
+
+    from vsmsvsr.models import build_model
+
+    env = dict(os.environ, VSMSVSR_HOME=str(tmp_path))
+    (tmp_path / "weights").mkdir()
+    right = tmp_path / "weights" / "PP-MSVSR_reds_x4.pdparams"
+    paddle.save({"generator": build_model("PP-MSVSR").state_dict()}, str(right))
+    wrong = tmp_path / "weights" / "PP-MSVSR-L_reds_x4.pdparams"  # PP-MSVSR weights under the L name
+    wrong.write_bytes(right.read_bytes())
+
+    def verify(name):
+        return subprocess.run([sys.executable, "-m", "vsmsvsr", "weights", "verify", name], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    ok = verify("PP-MSVSR")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == "PP-MSVSR: recorded\n"
+    bad = verify("PP-MSVSR-L")
+    assert bad.returncode == 1
+    assert bad.stdout == "PP-MSVSR-L: FAILED\n"
+    assert "do not fit this model" in bad.stderr and "wrong shapes" in bad.stderr
+    assert "Traceback" not in bad.stderr

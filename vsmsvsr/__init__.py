@@ -25,6 +25,7 @@ _LAZY = {
     "build_model": "vsmsvsr.models",
     "load_model": "vsmsvsr.models",
     "MODEL_SPECS": "vsmsvsr.models",
+    "list_models": "vsmsvsr.models",
     "WeightsError": "vsmsvsr.weights",
     "Engine": "vsmsvsr.engine",
     "SceneDetect": "vsmsvsr.filters",

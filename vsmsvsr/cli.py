@@ -63,6 +63,7 @@ def _weights_verify(args: argparse.Namespace) -> int:
             continue
         try:
             result = weights.verify(name)
+            _check_fits_model(name)
         except weights.WeightsError as exc:
             sys.stdout.write(f"{name}: FAILED\n")
             logging.getLogger("vsmsvsr").error("%s", exc)
@@ -70,6 +71,14 @@ def _weights_verify(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(f"{name}: {result}\n")
     return 1 if failed else 0
+
+
+def _check_fits_model(name: str) -> None:
+    """A file is accepted only if its keys and shapes fit the architecture exactly."""
+    from vsmsvsr.models import MODEL_SPECS, load_model
+
+    if name in MODEL_SPECS:
+        load_model(name, weights=weights.cached_path(name), device="cpu")
 
 
 def _weights_path(args: argparse.Namespace) -> int:
@@ -89,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("name", help=f"one of {', '.join(weights.OFFICIAL)}, or all")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=_weights_download)
-    v = wsub.add_parser("verify", help="check cached files against their recorded sha256")
+    v = wsub.add_parser("verify", help="check cached files against their recorded sha256 "
+                                      "and the model's keys and shapes")
     v.add_argument("name", nargs="?", help="one model (default: every cached file)")
     v.set_defaults(func=_weights_verify)
     p = wsub.add_parser("path", help="print where NAME's file is (or goes) in the cache")
