@@ -26,6 +26,7 @@ setup(
         "test": [
             "pytest",
             "scikit-image",
+            "scikit-video",
         ],
     },
     entry_points={"console_scripts": ["vsmsvsr=vsmsvsr.cli:main"]},

@@ -1,0 +1,112 @@
+"""Work-clip / return-clip format handling shared by the filters.
+
+The networks see planar RGB float32 in [0, 1] (``vs.RGBS``). :func:`to_rgbs` brings any constant
+format there and :func:`from_rgbs` returns a processed RGBS clip (of any size) to the input's family,
+subsampling, depth and sample type.
+
+YUV is converted with the clip's ``_Matrix``/``_Range``/``_ChromaLocation``, read once from its
+first frame when the filter is built (as vs-jetpack does) and used in both directions, so the
+round trip is exact up to rounding. Missing or unspecified tags get the defaults a player assumes:
+the matrix from the frame size (:func:`default_matrix`), limited range, left chroma siting.
+GRAY (range-expanded like luma) is copied to the three channels on the way in and is the mean of
+the three on the way out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import vapoursynth as vs
+
+core = vs.core
+
+# Property values from the VapourSynth / ITU-T H.273 enumerations.
+_MATRIX_RGB, _MATRIX_UNSPECIFIED = 0, 2
+_MATRIX_BT709, _MATRIX_BT470BG, _MATRIX_SMPTE170M = 1, 5, 6
+# The _Range property uses resize's convention (limited 0, full 1).
+_RANGE_LIMITED, _RANGE_FULL = int(vs.RANGE_LIMITED), int(vs.RANGE_FULL)
+_CHROMA_LEFT = 0
+
+
+def default_matrix(width: int, height: int) -> int:
+    """Matrix a player assumes for untagged YUV: BT.709 for HD, BT.470BG for 576-line PAL,
+    SMPTE 170M otherwise (the usual resolution heuristic)."""
+    if width > 1024 or height > 576:
+        return _MATRIX_BT709
+    if height == 576:
+        return _MATRIX_BT470BG
+    return _MATRIX_SMPTE170M
+
+
+@dataclass(frozen=True)
+class ColorTags:
+    """What resize needs to convert a YUV clip to RGB and back."""
+
+    matrix: int
+    range: int
+    chromaloc: int
+
+    @classmethod
+    def of(cls, clip: vs.VideoNode) -> "ColorTags":
+        """Tags of ``clip``'s first frame, defaults filled in where absent (untagged GRAY is full range)."""
+        props = clip.get_frame(0).props
+        matrix = int(props.get("_Matrix", _MATRIX_UNSPECIFIED))
+        if matrix in (_MATRIX_RGB, _MATRIX_UNSPECIFIED):
+            matrix = default_matrix(clip.width, clip.height)
+        default_range = _RANGE_LIMITED if clip.format.color_family == vs.YUV else _RANGE_FULL
+        return cls(matrix, int(props.get("_Range", default_range)),
+                   int(props.get("_ChromaLocation", _CHROMA_LEFT)))
+
+
+def check_constant_format(clip: object, func: str) -> None:
+    """Raise TypeError/ValueError naming ``func`` unless ``clip`` is a clip of constant format and size."""
+    if not isinstance(clip, vs.VideoNode):
+        raise TypeError(f"{func}: clip must be a vapoursynth.VideoNode, got {type(clip).__name__}")
+    if clip.format is None or clip.format.id == vs.PresetVideoFormat.NONE:
+        raise ValueError(
+            f"{func}: the clip has a variable format; convert it to one format first, "
+            "e.g. clip = core.resize.Bicubic(clip, format=vs.YUV420P8)"
+        )
+    if clip.width == 0 or clip.height == 0:
+        raise ValueError(
+            f"{func}: the clip has a variable frame size; resize it to one size first, "
+            "e.g. clip = core.resize.Spline36(clip, width=1280, height=720)"
+        )
+    if clip.format.color_family not in (vs.YUV, vs.RGB, vs.GRAY):
+        raise ValueError(f"{func}: unsupported color family {clip.format.color_family.name}")
+    if clip.format.sample_type == vs.INTEGER and clip.format.bits_per_sample > 16:
+        raise ValueError(
+            f"{func}: {clip.format.bits_per_sample}-bit integer formats are not supported (8-16 bit, half, float)"
+        )
+
+
+def to_rgbs(clip: vs.VideoNode, tags: ColorTags | None = None) -> vs.VideoNode:
+    """The work clip: ``vs.RGBS``; limited-range input is expanded, so nominal black/white is 0/1.
+
+    ``tags`` matter for YUV and GRAY only (default: ``ColorTags.of(clip)``). Values are not
+    clipped: out-of-gamut YUV can give RGB slightly outside [0, 1].
+    """
+    family = clip.format.color_family
+    if family == vs.RGB:
+        return clip if clip.format.id == vs.RGBS else core.resize.Point(clip, format=vs.RGBS)
+    tags = tags or ColorTags.of(clip)
+    if family == vs.GRAY:
+        gray = core.resize.Point(clip, format=vs.GRAYS, range_in=tags.range, range=_RANGE_FULL)
+        return core.std.ShufflePlanes(gray, [0, 0, 0], vs.RGB)
+    return core.resize.Bicubic(clip, format=vs.RGBS, matrix_in=tags.matrix, range_in=tags.range,
+                               chromaloc_in=tags.chromaloc)
+
+
+def from_rgbs(rgb: vs.VideoNode, like: vs.VideoNode, tags: ColorTags | None = None) -> vs.VideoNode:
+    """Return the RGBS clip ``rgb`` (any size) to ``like``'s format, with the same ``tags`` as
+    :func:`to_rgbs`. Integer output is rounded (no dither), so equal inputs give equal outputs."""
+    family, fmt = like.format.color_family, like.format.id
+    if family == vs.RGB:
+        return rgb if fmt == vs.RGBS else core.resize.Point(rgb, format=fmt, dither_type="none")
+    tags = tags or ColorTags.of(like)
+    if family == vs.GRAY:
+        planes = [core.std.ShufflePlanes(rgb, i, vs.GRAY) for i in range(3)]
+        gray = core.std.Expr(planes, "x y + z + 3 /")
+        return core.resize.Point(gray, format=fmt, range_in=_RANGE_FULL, range=tags.range,
+                                 dither_type="none")
+    return core.resize.Bicubic(rgb, format=fmt, matrix=tags.matrix, range=tags.range,
+                               chromaloc=tags.chromaloc, dither_type="none")
