@@ -29,6 +29,7 @@ _LAZY = {
     "WeightsError": "vsmsvsr.weights",
     "Engine": "vsmsvsr.engine",
     "SceneDetect": "vsmsvsr.filters",
+    "Upscale": "vsmsvsr.filters",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from .scene import SceneDetect
+from .upscale import Upscale
 
-__all__ = ["SceneDetect"]
+__all__ = ["SceneDetect", "Upscale"]
