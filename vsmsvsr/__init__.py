@@ -28,6 +28,7 @@ _LAZY = {
     "list_models": "vsmsvsr.models",
     "WeightsError": "vsmsvsr.weights",
     "Engine": "vsmsvsr.engine",
+    "Backend": "vsmsvsr.engine",
     "SceneDetect": "vsmsvsr.filters",
     "Upscale": "vsmsvsr.filters",
 }

@@ -343,9 +343,13 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
 }
+try:  # numpy >= 2
+    from numpy._core import multiarray as _multiarray
+except ImportError:  # numpy 1.x (e.g. beside paddlepaddle-gpu 2.6)
+    from numpy.core import multiarray as _multiarray
 for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ALLOWED_GLOBALS[(_mod, "_reconstruct")] = np._core.multiarray._reconstruct  # type: ignore[attr-defined]
-    _ALLOWED_GLOBALS[(_mod, "scalar")] = np._core.multiarray.scalar  # type: ignore[attr-defined]
+    _ALLOWED_GLOBALS[(_mod, "_reconstruct")] = _multiarray._reconstruct
+    _ALLOWED_GLOBALS[(_mod, "scalar")] = _multiarray.scalar
 
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
