@@ -268,9 +268,6 @@ def _paddle_label() -> str:
 # argument validation
 
 
-_DEVICE = re.compile(r"^(cpu|gpu)(?::(\d+))?$")
-
-
 def _check_threads(threads: Any, what: str) -> None:
     if threads is None:
         return
@@ -281,15 +278,9 @@ def _check_threads(threads: Any, what: str) -> None:
 
 
 def _parse_device(device: Any) -> tuple[str, int] | None:
-    if device is None:
-        return None
-    if not isinstance(device, str):
-        raise TypeError(f"{_WHO}: device must be None or a str such as 'cpu', 'gpu' or 'gpu:0', "
-                        f"got {type(device).__name__}")
-    m = _DEVICE.match(device.strip().lower())
-    if m is None or (m.group(1) == "cpu" and m.group(2) is not None):
-        raise ValueError(f"{_WHO}: device must be 'cpu', 'gpu' or 'gpu:N', got {device!r}")
-    return m.group(1), int(m.group(2) or 0)
+    from vsmsvsr.models import parse_device
+
+    return parse_device(device, _WHO)
 
 
 def _check_config(config: BackendConfig) -> None:

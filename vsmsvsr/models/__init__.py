@@ -100,21 +100,32 @@ def get_spec(name: str, *, who: str = "vsmsvsr.get_spec") -> ModelSpec:
 _DEVICE = re.compile(r"^(cpu|gpu)(?::(\d+))?$")
 
 
-def _resolve_device(device: str | None, who: str) -> str | None:
-    """Validate ``device`` and return it normalised (``'cpu'``, ``'gpu:N'``) or None."""
+def parse_device(device: object, who: str) -> tuple[str, int] | None:
+    """``None`` or ``('cpu', 0)`` / ``('gpu', N)`` for ``'cpu'``, ``'gpu'``, ``'gpu:N'``.
+
+    Syntax only (no GPU probing); ``TypeError``/``ValueError`` naming ``who`` otherwise.
+    """
     if device is None:
         return None
     if not isinstance(device, str):
-        raise TypeError(f"{who}: device must be a str such as 'cpu', 'gpu' or 'gpu:0', "
+        raise TypeError(f"{who}: device must be None or a str such as 'cpu', 'gpu' or 'gpu:0', "
                         f"got {type(device).__name__}")
     m = _DEVICE.match(device.strip().lower())
     if m is None or (m.group(1) == "cpu" and m.group(2) is not None):
         raise ValueError(f"{who}: device must be 'cpu', 'gpu' or 'gpu:N', got {device!r}")
-    if m.group(1) == "cpu":
+    return m.group(1), int(m.group(2) or 0)
+
+
+def _resolve_device(device: str | None, who: str) -> str | None:
+    """Validate ``device`` (and that the GPU exists) and return it normalised (``'cpu'``, ``'gpu:N'``) or None."""
+    parsed = parse_device(device, who)
+    if parsed is None:
+        return None
+    kind, index = parsed
+    if kind == "cpu":
         return "cpu"
     import paddle
 
-    index = int(m.group(2) or 0)
     if not paddle.device.is_compiled_with_cuda():
         raise ValueError(f"{who}: device {device!r} requested, but this Paddle build has no GPU "
                          "support (install paddlepaddle-gpu, or use device='cpu')")
