@@ -37,8 +37,14 @@ class ModelSpec:
         architecture: ``"package.module:Class"`` or a callable; called with ``kwargs``.
         kwargs: constructor keyword arguments (read-only mapping).
         weights: key of the official file in ``vsmsvsr.weights.OFFICIAL``.
-        container: key under which the official file nests the state dict
-            (``{'generator': state_dict}``), or ``None`` for a plain state dict.
+        container: layout of the official file: ``{file key: attribute prefix}``. MSVSR's
+            ``{'generator': ''}`` nests the whole state dict under ``'generator'``; DeepRemaster's
+            ``{'modelR': 'restoration', 'modelC': 'colorization'}`` keeps each sub-network's state
+            dict under its own key, loaded into that attribute of the model. ``None``: a plain
+            state dict. A plain state dict with the model's own (prefixed) keys is always accepted.
+        reader: ``"module:function"`` turning a weights path into a state dict or container, for
+            files that are not ``.pdparams`` (DAIN's static-program tar); ``None`` = the safe
+            ``.pdparams`` loader :func:`vsmsvsr.weights.load_state_dict`.
         description: one line for listings.
     """
 
@@ -46,11 +52,14 @@ class ModelSpec:
     architecture: Union[str, Callable[..., Any]]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     weights: str | None = None
-    container: str | None = None
+    container: Mapping[str, str] | None = None
+    reader: str | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kwargs", MappingProxyType(dict(self.kwargs)))
+        if self.container is not None:
+            object.__setattr__(self, "container", MappingProxyType(dict(self.container)))
 
     def resolve(self) -> Callable[..., Any]:
         """The architecture class/factory (imports its module on first use)."""
@@ -59,8 +68,18 @@ class ModelSpec:
         module, _, attr = self.architecture.partition(":")
         return getattr(importlib.import_module(module), attr)
 
+    def read(self, path: Path) -> Mapping[str, Any]:
+        """The weights file at ``path`` as a state dict or container (never executes pickled code)."""
+        if self.reader is None:
+            from vsmsvsr.weights import load_state_dict
+
+            return load_state_dict(path)
+        module, _, attr = self.reader.partition(":")
+        return getattr(importlib.import_module(module), attr)(path)
+
 
 _MSVSR = "vsmsvsr.models.msvsr:MSVSR"
+_GENERATOR = {"generator": ""}
 _MSVSR_L_KWARGS = dict(
     mid_channels=64, num_init_blocks=5, num_blocks=7, num_reconstruction_blocks=5, only_last=False,
     use_tiny_spynet=False, deform_groups=8, aux_reconstruction_blocks=2,
@@ -70,12 +89,22 @@ _MSVSR_L_KWARGS = dict(
 MODEL_SPECS: Mapping[str, ModelSpec] = MappingProxyType({
     spec.name: spec
     for spec in (
-        ModelSpec("PP-MSVSR", _MSVSR, {}, weights="PP-MSVSR", container="generator",
+        ModelSpec("PP-MSVSR", _MSVSR, {}, weights="PP-MSVSR", container=_GENERATOR,
                   description="PP-MSVSR x4 video super-resolution, REDS (bicubic degradation), 1.45 M parameters"),
-        ModelSpec("PP-MSVSR-L", _MSVSR, _MSVSR_L_KWARGS, weights="PP-MSVSR-L", container="generator",
+        ModelSpec("PP-MSVSR-L", _MSVSR, _MSVSR_L_KWARGS, weights="PP-MSVSR-L", container=_GENERATOR,
                   description="PP-MSVSR-L x4 video super-resolution, REDS, larger and slower, 7.42 M parameters"),
-        ModelSpec("PP-MSVSR-BD", _MSVSR, {}, weights="PP-MSVSR-BD", container="generator",
+        ModelSpec("PP-MSVSR-BD", _MSVSR, {}, weights="PP-MSVSR-BD", container=_GENERATOR,
                   description="PP-MSVSR x4 video super-resolution, Vimeo90K (blur + downsampling degradation)"),
+        ModelSpec("DeOldify", "vsmsvsr.models.deoldify:DeOldify", {"model_type": "stable"}, weights="DeOldify",
+                  description="DeOldify stable colorization (ResNet-101 encoder, wide U-Net decoder), per frame"),
+        ModelSpec("DeOldify-artistic", "vsmsvsr.models.deoldify:DeOldify", {"model_type": "artistic"},
+                  weights="DeOldify-artistic",
+                  description="DeOldify artistic colorization (ResNet-34 encoder, deep U-Net decoder), per frame"),
+        ModelSpec("DeepRemaster", "vsmsvsr.models.remaster:DeepRemaster", {}, weights="DeepRemaster",
+                  container={"modelR": "restoration", "modelC": "colorization"},
+                  description="DeepRemaster film restoration (R) and reference-based colorization (C)"),
+        ModelSpec("DAIN", "vsmsvsr.models.dain:DAIN", {}, weights="DAIN", reader="vsmsvsr.models.dain_weights:read_weights",
+                  description="DAIN depth-aware frame interpolation (PWC-Net flow), any time t in (0, 1)"),
     )
 })
 
@@ -157,10 +186,21 @@ def build_model(name: str) -> "paddle.nn.Layer":
 
 
 def _unwrap(obj: Mapping[str, Any], spec: ModelSpec) -> Mapping[str, Any]:
-    """The state dict inside an official container, or ``obj`` itself if it is a plain state dict."""
-    if spec.container is not None and isinstance(obj.get(spec.container), Mapping):
-        return obj[spec.container]
-    return obj
+    """The model's flat state dict from an official container, or ``obj`` itself if it is flat.
+
+    A container is recognised when every one of its file keys holds a mapping; its entries are
+    then renamed ``<prefix>.<key>`` (or kept as they are for the prefix ``''``).
+    """
+    layout = spec.container
+    if not layout or not all(isinstance(obj.get(k), Mapping) for k in layout):
+        return obj
+    flat: dict[str, Any] = {}
+    for file_key, prefix in layout.items():
+        for key, value in obj[file_key].items():
+            flat[f"{prefix}.{key}" if prefix else key] = value
+    # anything else at the top level is reported by the strict check as unexpected
+    flat.update({k: v for k, v in obj.items() if k not in layout})
+    return flat
 
 
 def _as_float32(value: Any) -> Any:
@@ -202,7 +242,7 @@ def load_model(name: str, weights: WeightsArg = None, device: str | None = None)
         label, obj = "in-memory state dict", weights
     else:
         path = Path(weights) if weights is not None else wmod.fetch(spec.weights)
-        label, obj = str(path), wmod.load_state_dict(path)
+        label, obj = str(path), spec.read(path)
     state = _unwrap(obj, spec)
 
     model = _instantiate(spec)
