@@ -93,7 +93,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import paddle
 
-__all__ = ["Backend", "BackendLike", "Engine", "available_backends", "BACKEND_NAMES", "run_window"]
+__all__ = ["Backend", "BackendChoice", "BackendLike", "Engine", "LayerRunner", "choose_backend", "available_backends", "BACKEND_NAMES", "run_window"]
 
 log = logging.getLogger(__name__)
 
@@ -823,6 +823,62 @@ def _make_segment(path: str, layer: "paddle.nn.Layer", runner: _SegmentedRunner)
 
 
 # --------------------------------------------------------------------------------------------
+# backend choice, shared by Engine and LayerRunner
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """The backends that can run here, in the order to try them.
+
+    Attributes:
+        usable: available configurations, best first (one entry unless ``auto``).
+        auto: ``backend="auto"`` was asked for: a failing backend falls back to the next one.
+        device: the ``device`` argument as given (``None``, ``"cpu"``, ``"gpu:N"``...).
+    """
+
+    usable: tuple
+    auto: bool
+    device: Optional[str] = None
+
+    @property
+    def load_device(self) -> str | None:
+        """Where to load a model's weights: the dygraph backend runs the model where the user
+        asked; the Paddle Inference backends export it on the CPU (and, segmented, glue on it)."""
+        return self.device if isinstance(self.usable[0], Backend.Dygraph) else "cpu"
+
+
+def choose_backend(backend: BackendLike = "auto", device: str | None = None, fp16: bool = False,
+                   threads: int | None = None, *, loads_model: bool = True) -> BackendChoice:
+    """Validate the backend arguments and probe what can run here (imports Paddle).
+
+    ``backend``, ``device``, ``fp16`` and ``threads`` mean what they mean for :class:`Engine`.
+    ``loads_model``: the model will be loaded by name onto ``device`` (so a GPU ``device`` must
+    exist even for the dygraph backend). ``ValueError``/``TypeError`` naming ``vsmsvsr.Engine``
+    when nothing requested can run.
+    """
+    if not isinstance(fp16, bool):
+        raise TypeError(f"{_WHO}: fp16 must be a bool, got {type(fp16).__name__}")
+    _check_threads(threads, "threads")
+    parsed_device = _parse_device(device)
+    candidates, auto = _candidates(backend, parsed_device, fp16, threads)
+    usable: list[BackendConfig] = []
+    reasons: list[str] = []
+    for cand in candidates:
+        problem = _problem(cand)
+        if problem is None and isinstance(cand, Backend.Dygraph) and loads_model \
+                and parsed_device is not None and parsed_device[0] == "gpu":
+            problem = _cuda_problem(parsed_device[1])
+        if problem is None:
+            usable.append(cand)
+        else:
+            reasons.append(f"{cand.name}: {problem}")
+    if not usable:
+        label = "auto" if auto else candidates[0].name
+        raise ValueError(f"{_WHO}: backend {label!r} is not available: {'; '.join(reasons)}")
+    return BackendChoice(tuple(usable), auto, device)
+
+
+# --------------------------------------------------------------------------------------------
 # the engine
 
 
@@ -880,36 +936,15 @@ class Engine:
         _check_threads(threads, "threads")
         if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
             raise TypeError(f"{_WHO}: cache_dir must be None or a path, got {type(cache_dir).__name__}")
-        parsed_device = _parse_device(device)
-        candidates, auto = _candidates(backend, parsed_device, fp16, threads)
-
-        # ---- probe
-        usable: list[BackendConfig] = []
-        reasons: list[str] = []
-        for cand in candidates:
-            problem = _problem(cand)
-            if problem is None and isinstance(cand, Backend.Dygraph) and isinstance(model, str) \
-                    and parsed_device is not None and parsed_device[0] == "gpu":
-                problem = _cuda_problem(parsed_device[1])
-            if problem is None:
-                usable.append(cand)
-            else:
-                reasons.append(f"{cand.name}: {problem}")
-        if not usable:
-            label = "auto" if auto else candidates[0].name
-            raise ValueError(f"{_WHO}: backend {label!r} is not available: {'; '.join(reasons)}")
+        choice = choose_backend(backend, device, fp16, threads, loads_model=isinstance(model, str))
+        usable, auto = list(choice.usable), choice.auto
 
         # ---- model
         if isinstance(model, str):
             from vsmsvsr.models import load_model
 
-            first = usable[0]
-            if isinstance(first, Backend.Dygraph):
-                load_device = device  # the dygraph model runs where the user asked
-            else:
-                load_device = "cpu"   # only exported (and, segmented, glued) on the CPU
             self.model_name = model
-            self.model = load_model(model, weights, device=load_device)
+            self.model = load_model(model, weights, device=choice.load_device)
             if hasattr(self.model, "return_aux"):
                 self.model.return_aux = False  # our own instance: skip stacking the aux images
         else:
@@ -1007,6 +1042,119 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"Engine({self.model_name!r}, backend={self.backend!r})"
+
+
+class _ProgramRunner:
+    """Any layer as one static program per input shapes: ``runner(arrays) -> outputs``."""
+
+    def __init__(self, net: "paddle.nn.Layer", store: _ProgramStore, backend: BackendConfig, threads: int) -> None:
+        self.net, self.store, self.backend, self.threads = net, store, backend, threads
+        self.predictors: collections.OrderedDict[tuple, _Predictor] = collections.OrderedDict()
+
+    def __call__(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        shapes = tuple(tuple(int(d) for d in a.shape) for a in arrays)
+        pred = self.predictors.get(shapes)
+        if pred is None:
+            folder = self.store.get("whole", self.net, shapes)
+            pred = self.predictors[shapes] = _Predictor(folder, self.backend, self.threads)
+            while len(self.predictors) > _MAX_WHOLE_PREDICTORS:
+                self.predictors.popitem(last=False)
+        else:
+            self.predictors.move_to_end(shapes)
+        return pred.run(arrays)
+
+
+class _EagerRunner:
+    """Any layer in dygraph mode: ``runner(arrays) -> outputs``."""
+
+    def __init__(self, net: "paddle.nn.Layer", threads: int | None) -> None:
+        self.net, self.threads = net, threads
+        params = list(net.parameters())
+        self.place = params[0].place if params else None
+
+    def __call__(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        import paddle
+
+        if self.threads is not None:
+            from paddle.base import core
+
+            core.set_num_threads(self.threads)
+        with paddle.no_grad():
+            out = self.net(*[paddle.to_tensor(a, place=self.place) for a in arrays])
+        outs = out if isinstance(out, (tuple, list)) else [out]
+        return [o.numpy() for o in outs]
+
+
+class LayerRunner:
+    """Runs any ``paddle.nn.Layer`` that maps float32 tensors to tensors on the chosen backend.
+
+        choice = choose_backend("auto", device="cpu")
+        net = load_model("DeOldify", device=choice.load_device)
+        run = LayerRunner(net, choice, label="DeOldify")
+        (y,) = run(x)                       # x: numpy float32 (1, 3, 512, 512)
+
+    The Paddle Inference backends export the layer once per input shapes (cached on disk like
+    :class:`Engine`'s programs) and run it as one program; the dygraph backend calls it eagerly.
+    There is no segmentation: the layers this serves (DeOldify, DeepRemaster) run one program per
+    call with a handful of convolutions per resolution, so oneDNN's per-op caches stay small.
+    With ``choice.auto`` a backend that fails at run time is dropped, with a warning, for the next.
+
+    Args:
+        layer: the network, in eval mode, with its weights loaded on ``choice.load_device``.
+            Its ``forward`` takes the arrays of a call as positional tensors and returns a tensor
+            or a tuple of tensors.
+        choice: from :func:`choose_backend`.
+        label: names the layer's programs in the cache (with a digest of its weights).
+        cache_dir: folder of the static programs (default ``vsmsvsr.weights.cache_dir()/static``).
+
+    Calls are serialised (thread-safe). Returns a list of float32 numpy arrays.
+    """
+
+    def __init__(self, layer: "paddle.nn.Layer", choice: BackendChoice, *, label: str,
+                 cache_dir: str | os.PathLike[str] | None = None) -> None:
+        self.layer = layer
+        self.layer.eval()
+        self.label = label
+        self._usable = list(choice.usable)
+        self._auto = choice.auto
+        self._cache_root = Path(cache_dir) if cache_dir is not None else None
+        self._store: _ProgramStore | None = None
+        self._lock = threading.RLock()
+        self.backend: BackendConfig = self._usable[0]
+        self._runner = self._make_runner(self.backend)
+
+    @property
+    def store(self) -> _ProgramStore:
+        if self._store is None:
+            root = self._cache_root if self._cache_root is not None else _default_cache_root()
+            self._store = _ProgramStore(root, self.label, _model_digest(self.layer))
+        return self._store
+
+    def _make_runner(self, backend: BackendConfig) -> Callable[[Sequence[np.ndarray]], list[np.ndarray]]:
+        if isinstance(backend, Backend.Dygraph):
+            return _EagerRunner(self.layer, backend.threads)
+        threads = getattr(backend, "threads", None) or _cpu_count()
+        return _ProgramRunner(self.layer, self.store, backend, threads)
+
+    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        inputs = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+        with self._lock:
+            while True:
+                try:
+                    outs = self._runner(inputs)
+                    break
+                except Exception as exc:  # noqa: BLE001 - auto falls back, explicit choices raise
+                    if not self._auto or len(self._usable) == 1:
+                        raise
+                    failed = self._usable.pop(0)
+                    log.warning("%s: backend %r failed for %s (%s: %s); 'auto' falls back to %r", _WHO,
+                                failed.name, self.label, type(exc).__name__, exc, self._usable[0].name)
+                    self.backend = self._usable[0]
+                    self._runner = self._make_runner(self.backend)
+        return [np.asarray(o, dtype=np.float32) for o in outs]
+
+    def __repr__(self) -> str:
+        return f"LayerRunner({self.label!r}, backend={self.backend!r})"
 
 
 def _cpu_count() -> int:

@@ -1,18 +1,15 @@
 """msvsr.Upscale: ×4 video super-resolution (PP-MSVSR family) with deterministic temporal windows."""
 from __future__ import annotations
 
-import collections
 import functools
-import threading
-from typing import Callable
 
-import numpy as np
 import vapoursynth as vs
 
 from vsmsvsr import scenecut
 from vsmsvsr.filters.convert import ColorTags, check_constant_format, from_rgbs, to_rgbs
-from vsmsvsr.filters.scene import shifted, span_clip, span_of_frame
-from vsmsvsr.temporal import Span, check_grid
+from vsmsvsr.filters.scene import span_clip
+from vsmsvsr.filters.windowed import Output, windowed_clips
+from vsmsvsr.temporal import check_grid
 
 core = vs.core
 
@@ -24,62 +21,6 @@ DEFAULT_WINDOW = 10
 DEFAULT_OVERLAP = 4
 MIN_TILE = 64
 DEFAULT_TILE_OVERLAP = 16
-#: Finished windows kept for the frames of the window that are still to be delivered.
-CACHE_WINDOWS = 3
-
-FrameRunner = Callable[[np.ndarray], np.ndarray]
-
-
-class WindowCache:
-    """Runs each span once and keeps the last few results.
-
-    One lock serialises the model: a Paddle predictor is not thread-safe and holds the GIL anyway,
-    so parallel callbacks would only contend. A frame whose span is cached is served at once.
-    """
-
-    def __init__(self, run: FrameRunner, size: int = CACHE_WINDOWS) -> None:
-        self._run = run
-        self._size = size
-        self._results: collections.OrderedDict[Span, np.ndarray] = collections.OrderedDict()
-        self._lock = threading.Lock()
-        self.runs = 0
-
-    def frame(self, span: Span, n: int, frames: Callable[[], np.ndarray]) -> np.ndarray:
-        """Output ``(3, 4h, 4w)`` of frame ``n``; ``frames()`` gives the span's context ``(t, 3, h, w)``."""
-        with self._lock:
-            result = self._results.get(span)
-            if result is None:
-                out = self._run(frames())
-                # Keep only the output frames: context outputs are discarded.
-                result = out[span.start - span.ctx_start: span.stop - span.ctx_start].copy()
-                del out
-                self._results[span] = result
-                self.runs += 1
-                while len(self._results) > self._size:
-                    self._results.popitem(last=False)
-            else:
-                self._results.move_to_end(span)
-            return result[n - span.start]
-
-
-def _upscale_frame(n: int, f: list[vs.VideoFrame], cache: WindowCache, first_offset: int) -> vs.VideoFrame:
-    # f[0]: blank ×4 frame to fill, f[1]: span of n, f[2 + j]: work frame n + first_offset + j.
-    span = Span(*span_of_frame(f[1]))
-
-    def context() -> np.ndarray:
-        index = [2 + i - n - first_offset for i in span.context]
-        return np.stack([np.stack([np.asarray(f[j][p]) for p in range(3)]) for j in index])
-
-    image = cache.frame(span, n, context)
-    out = f[0].copy()
-    for p in range(3):
-        np.copyto(np.asarray(out[p]), image[p])
-    source = f[2 - first_offset]
-    out.props.clear()
-    out.props.update(source.props)
-    return out
-
-
 def _check_int(value: object, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{FUNC}: {name} must be an int, got {value!r}")
@@ -161,13 +102,7 @@ def Upscale(
     # --- graph: work clip -> windows -> back to the input's format ---
     tags = None if clip.format.color_family == vs.RGB else ColorTags.of(clip)
     work = core.std.Expr(to_rgbs(clip, tags), "x 0 max 1 min")  # the network was trained on [0, 1]
-    offsets = range(-(window - 1 + overlap), window + overlap)
-    blank = core.std.BlankClip(work, width=clip.width * SCALE, height=clip.height * SCALE, keep=True)
-    cache = WindowCache(runner)
-    upscaled = core.std.ModifyFrame(
-        blank,
-        [blank, spans, *(shifted(work, j) for j in offsets)],
-        functools.partial(_upscale_frame, cache=cache, first_offset=offsets[0]),
-    )
+    template = core.std.BlankClip(work, width=clip.width * SCALE, height=clip.height * SCALE, length=1)
+    (upscaled,) = windowed_clips(work, spans, window, overlap, runner, [Output(template)])
     rgb = core.std.Expr(upscaled, "x 0 max 1 min")
     return from_rgbs(rgb, clip, tags)
