@@ -188,16 +188,19 @@ def build_model(name: str) -> "paddle.nn.Layer":
 def _unwrap(obj: Mapping[str, Any], spec: ModelSpec) -> Mapping[str, Any]:
     """The model's flat state dict from an official container, or ``obj`` itself if it is flat.
 
-    A container is recognised when every one of its file keys holds a mapping; its entries are
-    then renamed ``<prefix>.<key>`` (or kept as they are for the prefix ``''``).
+    A container is recognised when one of its file keys holds a mapping; its entries are renamed
+    ``<prefix>.<key>`` (kept as they are for the prefix ``''``). A sub-network absent from the
+    file is then reported by the strict check as that sub-network's missing keys.
     """
     layout = spec.container
-    if not layout or not all(isinstance(obj.get(k), Mapping) for k in layout):
+    if not layout or not any(isinstance(obj.get(k), Mapping) for k in layout):
         return obj
     flat: dict[str, Any] = {}
     for file_key, prefix in layout.items():
-        for key, value in obj[file_key].items():
-            flat[f"{prefix}.{key}" if prefix else key] = value
+        sub = obj.get(file_key)
+        if isinstance(sub, Mapping):
+            for key, value in sub.items():
+                flat[f"{prefix}.{key}" if prefix else key] = value
     # anything else at the top level is reported by the strict check as unexpected
     flat.update({k: v for k, v in obj.items() if k not in layout})
     return flat
