@@ -30,6 +30,8 @@ _LAZY = {
     "Engine": "vsmsvsr.engine",
     "Backend": "vsmsvsr.engine",
     "SceneDetect": "vsmsvsr.filters",
+    "Colorize": "vsmsvsr.filters",
+    "Remaster": "vsmsvsr.filters",
     "Upscale": "vsmsvsr.filters",
 }
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from .colorize import Colorize
+from .remaster import Remaster
 from .scene import SceneDetect
 from .upscale import Upscale
 
-__all__ = ["SceneDetect", "Upscale"]
+__all__ = ["Colorize", "Remaster", "SceneDetect", "Upscale"]

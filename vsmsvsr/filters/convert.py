@@ -110,3 +110,76 @@ def from_rgbs(rgb: vs.VideoNode, like: vs.VideoNode, tags: ColorTags | None = No
                                  dither_type="none")
     return core.resize.Bicubic(rgb, format=fmt, matrix=tags.matrix, range=tags.range,
                                chromaloc=tags.chromaloc, dither_type="none")
+
+
+# --------------------------------------------------------------------------------------------
+# luma / chroma split for the colour filters (Colorize, Remaster)
+
+
+def _gray_format(fmt: vs.VideoFormat) -> vs.VideoFormat:
+    return core.query_video_format(vs.GRAY, fmt.sample_type, fmt.bits_per_sample, 0, 0)
+
+
+def colour_output_format(clip: vs.VideoNode) -> vs.VideoFormat:
+    """Format of a colourised ``clip``: its own, except GRAY which becomes YUV 4:2:0 of the same
+    depth and sample type (what encoders and players expect)."""
+    fmt = clip.format
+    if fmt.color_family == vs.GRAY:
+        return core.query_video_format(vs.YUV, fmt.sample_type, fmt.bits_per_sample, 1, 1)
+    return fmt
+
+
+def work_luma(clip: vs.VideoNode, tags: ColorTags) -> vs.VideoNode:
+    """Luma of ``clip`` as ``GRAYS`` in full range [0, 1] (nominal black 0, white 1).
+
+    YUV and GRAY: the Y plane, range-expanded. RGB: Y of its YUV with ``tags.matrix``.
+    """
+    family = clip.format.color_family
+    if family == vs.RGB:
+        yuv = core.resize.Bicubic(clip, format=vs.YUV444PS, matrix=tags.matrix, range=_RANGE_FULL)
+        return core.std.ShufflePlanes(yuv, 0, vs.GRAY)
+    y = clip if family == vs.GRAY else core.std.ShufflePlanes(clip, 0, vs.GRAY)
+    return core.resize.Point(y, format=vs.GRAYS, range_in=tags.range, range=_RANGE_FULL)
+
+
+def recombine(clip: vs.VideoNode, tags: ColorTags, luma: vs.VideoNode | None = None,
+              colour: vs.VideoNode | None = None) -> vs.VideoNode:
+    """``clip`` with its luma and/or chroma replaced, in :func:`colour_output_format`, props kept.
+
+    Args:
+        luma: ``GRAYS`` full-range luma at ``clip``'s size, or ``None`` to keep ``clip``'s own
+            (then the Y plane of YUV/GRAY input is passed through bit for bit).
+        colour: ``RGBS`` clip of any size whose chroma (with ``tags``' matrix) replaces
+            ``clip``'s; ``None`` keeps ``clip``'s chroma (GRAY stays GRAY).
+
+    RGB input is split into YUV 4:4:4 with ``tags.matrix`` (full range) and put back together.
+    GRAY with ``colour`` becomes YUV 4:2:0 tagged with ``tags`` (``_Matrix``, ``_Range``,
+    ``_ChromaLocation``).
+    """
+    fmt = clip.format
+    family = fmt.color_family
+    w, h = clip.width, clip.height
+    if colour is not None:  # frames of a work clip may still carry the YUV tags of their source
+        colour = core.std.SetFrameProps(colour, _Matrix=_MATRIX_RGB, _Range=_RANGE_FULL)
+    if family == vs.RGB:
+        yuv = core.resize.Bicubic(clip, format=vs.YUV444PS, matrix=tags.matrix, range=_RANGE_FULL)
+        y = luma if luma is not None else yuv
+        uv = yuv if colour is None else core.resize.Bicubic(colour, w, h, format=vs.YUV444PS,
+                                                            matrix=tags.matrix, range=_RANGE_FULL)
+        merged = core.std.ShufflePlanes([y, uv, uv], [0, 1, 2], vs.YUV)
+        out = core.resize.Bicubic(merged, format=fmt.id, matrix_in=tags.matrix, range_in=_RANGE_FULL,
+                                  dither_type="none")
+        return core.std.CopyFrameProps(out, clip)
+    out_fmt = colour_output_format(clip)
+    if luma is None:
+        y = clip
+    else:
+        y = core.resize.Point(luma, format=_gray_format(fmt).id, range_in=_RANGE_FULL, range=tags.range,
+                              dither_type="none")
+    if colour is None:
+        out = y if family == vs.GRAY else core.std.ShufflePlanes([y, clip, clip], [0, 1, 2], vs.YUV)
+        return core.std.CopyFrameProps(out, clip)
+    uv = core.resize.Bicubic(colour, w, h, format=out_fmt.id, matrix=tags.matrix, range=tags.range,
+                             chromaloc=tags.chromaloc, dither_type="none")
+    out = core.std.CopyFrameProps(core.std.ShufflePlanes([y, uv, uv], [0, 1, 2], vs.YUV), clip)
+    return core.std.SetFrameProps(out, _Matrix=tags.matrix, _Range=tags.range, _ChromaLocation=tags.chromaloc)

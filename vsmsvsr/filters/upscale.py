@@ -6,6 +6,7 @@ import functools
 import vapoursynth as vs
 
 from vsmsvsr import scenecut
+from vsmsvsr.filters.errors import named_errors
 from vsmsvsr.filters.convert import ColorTags, check_constant_format, from_rgbs, to_rgbs
 from vsmsvsr.filters.scene import span_clip
 from vsmsvsr.filters.windowed import Output, windowed_clips
@@ -93,10 +94,8 @@ def Upscale(
 
     from vsmsvsr.engine import Engine, run_window
 
-    try:
+    with named_errors(FUNC):
         engine = Engine(model, weights, backend=backend, device=device, fp16=fp16)
-    except (TypeError, ValueError) as exc:  # name this filter, keep the error's class
-        raise type(exc)(str(exc).replace("vsmsvsr.Engine:", f"{FUNC}:", 1)) from None
     runner = functools.partial(run_window, engine, scale=SCALE, tile=tile, tile_overlap=tile_overlap)
 
     # --- graph: work clip -> windows -> back to the input's format ---

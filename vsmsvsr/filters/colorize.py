@@ -1,0 +1,138 @@
+"""msvsr.Colorize: DeOldify (stable, artistic) per frame, or DeepRemaster from reference images.
+
+DeOldify sees each frame's luma as a grey RGB square of ``16 * render_factor`` pixels, as
+PaddleGAN's predictor does; only its chroma is used. The luma of the result is the input's own:
+for YUV and GRAY input the Y plane passes through bit for bit.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Sequence, Union
+
+import numpy as np
+import vapoursynth as vs
+
+from vsmsvsr import scenecut
+from vsmsvsr.filters.errors import named_errors
+from vsmsvsr.filters.convert import ColorTags, check_constant_format, recombine, work_luma
+from vsmsvsr.filters.scene import SceneDetect
+
+core = vs.core
+
+FUNC = "vsmsvsr.Colorize"
+#: Models by name: DeOldify's two variants run per frame; DeepRemaster is :func:`Remaster`.
+DEOLDIFY_MODELS = ("DeOldify", "DeOldify-artistic")
+MODELS = (*DEOLDIFY_MODELS, "DeepRemaster")
+#: Side of DeOldify's square input = RENDER_BASE * render_factor (PaddleGAN's render_base).
+RENDER_BASE = 16
+_MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(3, 1, 1)
+_STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(3, 1, 1)
+
+References = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], vs.VideoNode, None]
+
+
+def _deoldify_frame(n: int, f: list[vs.VideoFrame], run) -> vs.VideoFrame:
+    # f[0]: blank RGBS square to fill, f[1]: the grey square (GRAYS, [0, 1]).
+    gray = np.asarray(f[1][0])
+    x = (np.broadcast_to(gray, (3, *gray.shape)) - _MEAN) / _STD      # ImageNet-normalised grey RGB
+    (y,) = run(x[None].astype(np.float32))
+    rgb = np.clip(y[0] * _STD + _MEAN, 0.0, 1.0)
+    out = f[0].copy()  # a blank RGB frame: none of the grey frame's YUV tags
+    for p in range(3):
+        np.copyto(np.asarray(out[p]), rgb[p])
+    return out
+
+
+def _check_int(value: object, name: str, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{FUNC}: {name} must be an int, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{FUNC}: {name} must be {bound}, got {value}")
+    return value
+
+
+def Colorize(
+    clip: vs.VideoNode,
+    model: str = "DeOldify",
+    weights: str | os.PathLike | None = None,
+    render_factor: int = 32,
+    references: References = None,
+    device: str | None = None,
+    fp16: bool = False,
+    backend: str = "auto",
+    smooth: int = 0,
+    scene_change: bool | str = True,
+    sc_threshold: float = scenecut.DEFAULT_THRESHOLD,
+    **remaster_args,
+) -> vs.VideoNode:
+    """Colourise a black-and-white clip with DeOldify (per frame) or DeepRemaster (temporal).
+
+    Args:
+        clip: constant format and size; YUV, RGB or GRAY; 8–16-bit integer, half or float. Only
+            its luma is looked at. Output: same format with new chroma, and for GRAY input YUV 4:2:0
+            of the same depth (tagged with the matrix, range and chroma siting used). The luma of
+            the output is the input's: the Y plane of YUV/GRAY input is bit-identical.
+        model: ``"DeOldify"`` (stable; default), ``"DeOldify-artistic"`` (more saturated, less
+            stable) or ``"DeepRemaster"`` (same as :func:`vsmsvsr.Remaster` with
+            ``colorize=True``; it also restores the luma).
+        weights: ``.pdparams`` path; ``None`` = the official file (downloaded once into the cache).
+        render_factor: DeOldify sees a square of ``16 * render_factor`` pixels (default 32: 512),
+            7–64. Higher gives more detailed colour and costs time quadratically.
+        references: DeepRemaster only: reference colour images (folder, list of paths or a clip).
+        device, fp16, backend: see :func:`vsmsvsr.Upscale`.
+        smooth: DeOldify only: temporal radius (frames) of a running average of the colour within
+            each shot, 0 (default) = off. Reduces flicker; see ``bench/bench_colorize.py``.
+        scene_change, sc_threshold: where ``smooth`` (and DeepRemaster's windows) stop: as in
+            :func:`vsmsvsr.Upscale`.
+        **remaster_args: DeepRemaster only: ``mindim``, ``window``, ``overlap`` of
+            :func:`vsmsvsr.Remaster`.
+    """
+    check_constant_format(clip, FUNC)
+    if not isinstance(model, str) or model not in MODELS:
+        raise ValueError(f"{FUNC}: model must be one of {', '.join(MODELS)}, got {model!r}")
+    if model == "DeepRemaster":
+        from vsmsvsr.filters import remaster
+
+        unknown = set(remaster_args) - {"mindim", "window", "overlap"}
+        if unknown:
+            raise TypeError(f"{FUNC}: unexpected argument(s) for DeepRemaster: {', '.join(sorted(unknown))}")
+        return remaster._remaster(
+            clip, references, True, remaster_args.get("mindim", remaster.DEFAULT_MINDIM),
+            remaster_args.get("window", remaster.DEFAULT_WINDOW), remaster_args.get("overlap", remaster.DEFAULT_OVERLAP),
+            weights, device, fp16, backend, scene_change, sc_threshold, FUNC)
+    if remaster_args:
+        raise TypeError(f"{FUNC}: unexpected argument(s) for {model}: {', '.join(sorted(remaster_args))}")
+    if references is not None:
+        raise ValueError(f"{FUNC}: references are used by model='DeepRemaster' only, not by {model}")
+    _check_int(render_factor, "render_factor", 7, 64)
+    _check_int(smooth, "smooth", 0, 15)
+    modes = {True: "detect", False: "none", "props": "props"}
+    if not isinstance(scene_change, (bool, str)) or scene_change not in modes:
+        raise ValueError(f"{FUNC}: scene_change must be True, False or 'props', got {scene_change!r}")
+    if weights is not None and not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(f"{FUNC}: weights must be None or a path, got {type(weights).__name__}")
+    if smooth and scene_change == "detect":
+        scenecut.validate_criterion(sc_threshold, scenecut.DEFAULT_RATIO, FUNC)
+
+    from vsmsvsr.engine import LayerRunner, choose_backend
+    from vsmsvsr.models import load_model
+
+    with named_errors(FUNC):
+        choice = choose_backend(backend, device, fp16)
+        net = load_model(model, weights, device=choice.load_device)
+    run = LayerRunner(net, choice, label=model)
+
+    # --- graph: luma -> grey square -> DeOldify -> chroma back at the clip's size ---
+    tags = ColorTags.of(clip)
+    side = RENDER_BASE * render_factor
+    square = core.std.Expr(core.resize.Bilinear(work_luma(clip, tags), side, side), "x 0 max 1 min")
+    blank = core.std.BlankClip(square, format=vs.RGBS, keep=True)
+    colour = core.std.ModifyFrame(blank, [blank, square], functools.partial(_deoldify_frame, run=run))
+    if smooth:
+        if scene_change != "none":
+            cuts = clip if scene_change == "props" else SceneDetect(clip, threshold=sc_threshold)
+            colour = core.std.CopyFrameProps(colour, cuts, props=["_SceneChangePrev", "_SceneChangeNext"])
+        colour = core.std.AverageFrames(colour, [1] * (2 * smooth + 1), scenechange=scene_change is not False)
+    return recombine(clip, tags, colour=colour)

@@ -1,0 +1,173 @@
+"""msvsr.Remaster: DeepRemaster's film restoration and reference-based colorization.
+
+The networks see the clip's luma as CIE lightness (``L*/100``) at a reduced size (short side
+``mindim``, sides multiples of 16, as PaddleGAN's predictor), in overlapping temporal windows on
+the same fixed, scene-cut-aware grid as :func:`vsmsvsr.Upscale`. The restored lightness comes back
+as a residual: ``Y_out = Y + upscale(restored - reduced Y)``, so detail finer than the processing
+size is kept and a clip already at that size gets the network's luma exactly. Colour (with
+``colorize=True``) is converted from L*a*b* to RGB at the processing size and only its chroma is
+scaled back to the clip's size.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Callable, Sequence, Union
+
+import numpy as np
+import vapoursynth as vs
+
+from vsmsvsr import scenecut
+from vsmsvsr.colorspace import gray_to_lightness, lab_to_rgb, lightness_to_gray
+from vsmsvsr.filters.errors import named_errors
+from vsmsvsr.filters.convert import ColorTags, check_constant_format, recombine, to_rgbs, work_luma
+from vsmsvsr.filters.scene import span_clip
+from vsmsvsr.filters.windowed import Output, windowed_clips
+from vsmsvsr.temporal import check_grid
+
+core = vs.core
+
+FUNC = "vsmsvsr.Remaster"
+#: Output frames per window: PaddleGAN's predictor runs blocks of 5 frames.
+DEFAULT_WINDOW = 5
+#: Context frames on each side. Network C's self-attention over the whole window is quadratic in
+#: frames x area: at 640x352, 7 frames hold two 2.4 GB attention matrices.
+DEFAULT_OVERLAP = 1
+DEFAULT_MINDIM = 360
+#: Most reference images accepted (their attention grows with their number).
+MAX_REFERENCES = 64
+
+References = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], vs.VideoNode, None]
+Runner = Callable[..., list]
+
+
+def processing_size(width: int, height: int, mindim: int) -> tuple[int, int]:
+    """PaddleGAN's size: scaled so the short side is ``mindim``, each side rounded to a multiple
+    of 16 (at least 16). Returns ``(width, height)``."""
+    scale = mindim / min(width, height)
+    return (max(16, round(width * scale / 16.0) * 16), max(16, round(height * scale / 16.0) * 16))
+
+
+def _reference_array(references: References, func: str) -> np.ndarray:
+    """``(1, n, 3, H, W)`` float32 RGB references, letterboxed as PaddleGAN does."""
+    from vsmsvsr.references import fit_references, read_images, reference_files
+
+    if isinstance(references, vs.VideoNode):
+        check_constant_format(references, func)
+        if references.num_frames > MAX_REFERENCES:
+            raise ValueError(f"{func}: at most {MAX_REFERENCES} reference images, the references clip "
+                             f"has {references.num_frames} frames")
+        rgb = core.std.Expr(to_rgbs(references), "x 0 max 1 min")
+        # read once while the filter is built (not inside a frame callback)
+        images = [np.stack([np.asarray(f[p]) for p in range(3)], axis=-1) for f in rgb.frames(close=True)]
+    else:
+        files = reference_files(references, func)
+        if len(files) > MAX_REFERENCES:
+            raise ValueError(f"{func}: at most {MAX_REFERENCES} reference images, got {len(files)}")
+        images = read_images(files, func)
+    return fit_references(images)[None]
+
+
+def _remaster_window(frames: np.ndarray, restore: Runner, colorize: Runner | None,
+                     refs: np.ndarray | None) -> np.ndarray:
+    """One window: grey ``(t, 1, h, w)`` in [0, 1] -> ``(t, 1 or 4, h, w)``: restored grey, then
+    (with ``colorize``) the colourised RGB."""
+    lightness = gray_to_lightness(frames[:, 0])[None, None]            # (1, 1, t, h, w)
+    (restored,) = restore(lightness)
+    gray = lightness_to_gray(restored[0, 0])[:, None]                  # (t, 1, h, w)
+    if colorize is None:
+        return gray
+    (ab,) = colorize(restored) if refs is None else colorize(restored, refs)   # (1, 2, t, h, w)
+    rgb = lab_to_rgb(restored[0, 0], ab[0].transpose(1, 0, 2, 3))      # (t, 3, h, w)
+    return np.concatenate([gray, rgb], axis=1)
+
+
+def _check_int(value: object, name: str, minimum: int, func: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{func}: {name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{func}: {name} must be >= {minimum}, got {value}")
+    return value
+
+
+def Remaster(
+    clip: vs.VideoNode,
+    references: References = None,
+    colorize: bool = False,
+    mindim: int = DEFAULT_MINDIM,
+    window: int = DEFAULT_WINDOW,
+    overlap: int = DEFAULT_OVERLAP,
+    weights: str | os.PathLike | None = None,
+    device: str | None = None,
+    fp16: bool = False,
+    backend: str = "auto",
+    scene_change: bool | str = True,
+    sc_threshold: float = scenecut.DEFAULT_THRESHOLD,
+) -> vs.VideoNode:
+    """Restore old film with DeepRemaster, and with ``colorize=True`` colourise it.
+
+    Args:
+        clip: constant format and size; YUV, RGB or GRAY; 8–16-bit integer, half or float. Only
+            its luma is looked at. Output: same size and format (GRAY with ``colorize`` becomes YUV
+            4:2:0 of the same depth), frame props kept. Without ``colorize`` the chroma of YUV
+            input passes through untouched.
+        references: reference colour images for ``colorize``: a folder (its png/jpg/bmp/tif/webp
+            files), a list of image paths, or a clip (every frame a reference). ``None``: network C
+            colourises without references. At most 64.
+        colorize: also run the colorization network (default False: restoration only).
+        mindim: processing size: the short side is scaled to ``mindim`` pixels (default 360,
+            PaddleGAN's), both sides rounded to multiples of 16. Memory and time grow
+            quadratically with the processing area (see ``window``).
+        window: output frames per temporal window (default 5, PaddleGAN's block). Windows sit on
+            a fixed grid, so output never depends on request order or thread count.
+        overlap: context frames on each side of a window (default 1), computed and discarded;
+            they hide window boundaries. With colorize, the self-attention of one window of
+            ``t = window + 2 * overlap`` frames at ``w x h`` holds two float32 matrices of
+            ``(t * w * h / 64)^2`` values: about 2.4 GB each at 640x352 and t = 7.
+        weights: ``.pdparams`` path (``{'modelR': ..., 'modelC': ...}``); ``None`` = the official file.
+        device, fp16, backend, scene_change, sc_threshold: see :func:`vsmsvsr.Upscale`.
+    """
+    return _remaster(clip, references, colorize, mindim, window, overlap, weights, device, fp16, backend,
+                     scene_change, sc_threshold, FUNC)
+
+
+def _remaster(clip, references, colorize, mindim, window, overlap, weights, device, fp16, backend,
+              scene_change, sc_threshold, func: str) -> vs.VideoNode:
+    # --- checks first, before any weights are touched ---
+    check_constant_format(clip, func)
+    if not isinstance(colorize, bool):
+        raise TypeError(f"{func}: colorize must be a bool, got {colorize!r}")
+    _check_int(mindim, "mindim", 16, func)
+    _, window, overlap = check_grid(max(clip.num_frames, 1), window, overlap, func)
+    modes = {True: "detect", False: "none", "props": "props"}
+    if not isinstance(scene_change, (bool, str)) or scene_change not in modes:
+        raise ValueError(f"{func}: scene_change must be True, False or 'props', got {scene_change!r}")
+    if weights is not None and not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(f"{func}: weights must be None or a path, got {type(weights).__name__}")
+    if references is not None and not colorize:
+        raise ValueError(f"{func}: references are only used with colorize=True")
+    refs = _reference_array(references, func) if references is not None else None
+    spans = span_clip(clip, window, overlap, modes[scene_change], threshold=sc_threshold, func=func)
+
+    from vsmsvsr.engine import LayerRunner, choose_backend
+    from vsmsvsr.models import load_model
+
+    with named_errors(func):
+        choice = choose_backend(backend, device, fp16)
+        model = load_model("DeepRemaster", weights, device=choice.load_device)
+    restore = LayerRunner(model.restoration, choice, label="DeepRemaster-R")
+    colour_net = LayerRunner(model.colorization, choice, label="DeepRemaster-C") if colorize else None
+    run = functools.partial(_remaster_window, restore=restore, colorize=colour_net, refs=refs)
+
+    # --- graph: luma -> processing size -> windows -> residual luma (+ colour) at the clip's size ---
+    tags = ColorTags.of(clip)
+    luma = work_luma(clip, tags)
+    pw, ph = processing_size(clip.width, clip.height, mindim)
+    small = core.std.Expr(core.resize.Bicubic(luma, pw, ph), "x 0 max 1 min")
+    outputs = [Output(core.std.BlankClip(small, length=1))]
+    if colorize:
+        outputs.append(Output(core.std.BlankClip(small, format=vs.RGBS, length=1), first=1))
+    results = windowed_clips(small, spans, window, overlap, run, outputs)
+    residual = core.std.Expr([results[0], small], "x y -")
+    restored = core.std.Expr([luma, core.resize.Bicubic(residual, clip.width, clip.height)], "x y +")
+    return recombine(clip, tags, luma=restored, colour=results[1] if colorize else None)
