@@ -31,6 +31,7 @@ _LAZY = {
     "Backend": "vsmsvsr.engine",
     "SceneDetect": "vsmsvsr.filters",
     "Colorize": "vsmsvsr.filters",
+    "Interpolate": "vsmsvsr.filters",
     "Remaster": "vsmsvsr.filters",
     "Upscale": "vsmsvsr.filters",
 }

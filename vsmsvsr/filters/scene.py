@@ -31,6 +31,7 @@ __all__ = [
     "SCENE_CHANGE_MODES",
     "SPAN_PROP",
     "SceneDetect",
+    "difference_clip",
     "is_cut_frame",
     "scene_cut_clip",
     "shifted",
@@ -125,6 +126,14 @@ def _detected_cuts(clip: vs.VideoNode, threshold: float, ratio: float, max_shift
         [shifted(diffs, j) for j in range(-radius, radius + 1)],
         functools.partial(_cut_frame, num=clip.num_frames, threshold=threshold, ratio=ratio),
     )
+
+
+def difference_clip(clip: vs.VideoNode, max_shift: int = 0) -> vs.VideoNode:
+    """Small clip whose frame ``i`` carries :data:`DIFF_PROP`: the mean absolute luma difference
+    (luma in [0, 1], on the 64-pixel statistic plane) between frames ``i - 1`` and ``i``, minimised
+    over global shifts up to ``max_shift`` (0: the plain difference; 0.0 on frame 0)."""
+    stat = _luma_stat_clip(clip)
+    return core.std.ModifyFrame(stat, [shifted(stat, -1), stat], functools.partial(_diff_frame, max_shift=max_shift))
 
 
 def _mark_frame(n: int, f: list[vs.VideoFrame], num: int) -> vs.VideoFrame:
