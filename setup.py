@@ -29,7 +29,7 @@ setup(
             "scikit-video",
         ],
     },
-    entry_points={"console_scripts": ["vsmsvsr=vsmsvsr.cli:main"]},
+    entry_points={"console_scripts": ["vsmsvsr=vsmsvsr.cli:main", "vsmsvsr-enhance=vsmsvsr.cli:enhance_main"]},
     classifiers=[
         "License :: OSI Approved :: Apache Software License",
         "Programming Language :: Python :: 3.12",

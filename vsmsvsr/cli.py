@@ -1,12 +1,15 @@
-"""Command line: ``python -m vsmsvsr weights list | download NAME|all | verify [NAME] | path NAME``.
+"""Command line: ``python -m vsmsvsr weights ...`` and ``python -m vsmsvsr enhance ...`` (= ``vsmsvsr-enhance``).
 
-Results (tables, paths) go to stdout; progress and messages go to stderr. A failure prints one
-line naming what went wrong and exits with status 1, without a traceback.
+``weights list | download NAME|all | verify [NAME] | path NAME``: results (tables, paths) go to
+stdout. ``enhance``: PaddleGAN's video-enhance flags (see :mod:`vsmsvsr.enhance`); it writes
+nothing to stdout. Progress and messages go to stderr. A failure prints one line naming what went
+wrong and exits with status 1 (2 for invalid flags, 130 for Ctrl-C), without a traceback.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from typing import Sequence
 
@@ -86,6 +89,123 @@ def _weights_path(args: argparse.Namespace) -> int:
     return 0
 
 
+ENHANCE_PROG = "vsmsvsr-enhance"
+ENHANCE_DESCRIPTION = (
+    "Run PaddleGAN video models on a video in one VapourSynth graph and encode the result, with the "
+    "input's audio copied unchanged (PaddleGAN's applications/tools/video-enhance.py flags)."
+)
+
+
+def add_enhance_arguments(parser: argparse.ArgumentParser) -> None:
+    """PaddleGAN video-enhance's flags (same names and defaults), then vsmsvsr's encoding flags."""
+    from vsmsvsr.enhance import ENCODERS, PRESETS, STEPS
+
+    p = parser.add_argument_group("PaddleGAN video-enhance flags")
+    p.add_argument("--input", required=True, help="input video")
+    p.add_argument("--output", default="output",
+                   help="output folder (default: output); the file is <output>/<input stem>_<order>.mkv unless -o")
+    p.add_argument("--process_order", required=True, nargs="+", metavar="MODEL",
+                   help=f"models to apply, in order: {', '.join(STEPS)}")
+    p.add_argument("--num_frames", type=int, default=10,
+                   help="PP-MSVSR: frames per temporal window (default 10)")
+    p.add_argument("--time_step", default="0.5",
+                   help="DAIN: output frame spacing in input frames, 0.5 doubles the frame rate; the "
+                        "factor is exactly 1/time_step (0.25, 1/3 ...; default 0.5)")
+    p.add_argument("--remove_duplicates", action="store_true",
+                   help="DAIN: interpolate across runs of repeated input frames instead of holding them")
+    p.add_argument("--render_factor", type=int, default=32,
+                   help="DeOldify: the network sees 16*render_factor pixels square, 7-64 (default 32)")
+    p.add_argument("--artistic", action="store_true", help="DeOldify: the artistic model instead of stable")
+    p.add_argument("--colorization", action="store_true", help="DeepRemaster: colourise as well as restore")
+    p.add_argument("--reference_dir", default=None,
+                   help="DeepRemaster: folder of colour reference images (with --colorization)")
+    p.add_argument("--mindim", type=int, default=360,
+                   help="DeepRemaster: shorter frame edge the network works at (default 360)")
+    for step in STEPS.values():
+        p.add_argument(f"--{step.weight_flag}", default=None, metavar="PATH",
+                       help=f"{step.name} weights file (default: the official file, downloaded once)")
+    p.add_argument("--cpu", action="store_true", help="run every model on the CPU")
+
+    e = parser.add_argument_group("encoding (vsmsvsr)")
+    e.add_argument("-o", "--output_file", default=None, metavar="FILE",
+                   help="output file, overrides --output: .mkv, or .mp4/.mov with --encoder ffmpeg or x265")
+    e.add_argument("--encoder", choices=ENCODERS, default="x264",
+                   help="x264 (H.264, x264 program), x265 (HEVC, libx265 through ffmpeg) or ffmpeg "
+                        "(H.264, libx264 through ffmpeg); default x264")
+    e.add_argument("--crf", type=float, default=None, help="quality, 0-51 (default 16 for H.264, 18 for HEVC)")
+    e.add_argument("--preset", choices=PRESETS, default="medium", metavar="PRESET",
+                   help=f"encoder speed preset: {', '.join(PRESETS)} (default medium)")
+    e.add_argument("--lossless", action="store_true", help="lossless encoding (x264 --qp 0 and equivalents)")
+    e.add_argument("--encoder_args", default="", metavar="ARGS",
+                   help="extra encoder arguments, one shell-quoted string: --encoder_args='--tune film'")
+    e.add_argument("--max_frames", type=int, default=None,
+                   help="process only the first N frames (the audio is cut to match)")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _enhance(args: argparse.Namespace) -> int:
+    from vsmsvsr import enhance
+
+    log = logging.getLogger("vsmsvsr")
+    try:
+        settings = enhance.EnhanceSettings(
+            process_order=tuple(args.process_order), num_frames=args.num_frames, time_step=args.time_step,
+            remove_duplicates=args.remove_duplicates, render_factor=args.render_factor,
+            artistic=args.artistic, colorization=args.colorization, reference_dir=args.reference_dir,
+            mindim=args.mindim, device="cpu" if args.cpu else None, max_frames=args.max_frames,
+            weights={name: getattr(args, step.weight_flag) for name, step in enhance.STEPS.items()},
+        )
+        try:
+            extra = tuple(shlex.split(args.encoder_args))
+        except ValueError as exc:
+            raise enhance.EnhanceError(f"{enhance.FUNC}: --encoder_args: {exc}") from None
+        encode_settings = enhance.EncodeSettings(encoder=args.encoder, crf=args.crf, preset=args.preset,
+                                                 lossless=args.lossless, encoder_args=extra)
+        output = args.output_file or enhance.default_output_path(args.input, args.output, settings)
+    except enhance.EnhanceError as exc:
+        log.error("%s", exc)
+        return 2
+    try:
+        enhance.enhance(args.input, output, settings, encode_settings, progress=not args.quiet)
+    except enhance.EnhanceError as exc:
+        log.error("%s", exc)
+        return 2
+    except Exception as exc:
+        # WeightsError (a ValueError) names the URL and where to place the file; filters name
+        # themselves; EncodeError ends with the encoder's own message. Anything else is a bug.
+        vs = sys.modules.get("vapoursynth")
+        expected = (ValueError, TypeError, RuntimeError, OSError) + ((vs.Error,) if vs is not None else ())
+        if not isinstance(exc, expected):
+            raise
+        log.error("%s", str(exc).strip())
+        return 1
+    return 0
+
+
+def build_enhance_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=ENHANCE_PROG, description=ENHANCE_DESCRIPTION, allow_abbrev=False)
+    add_enhance_arguments(parser)
+    return parser
+
+
+def _run(func, args: argparse.Namespace) -> int:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+    try:
+        return func(args)
+    except weights.WeightsError as exc:
+        logging.getLogger("vsmsvsr").error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        logging.getLogger("vsmsvsr").error("interrupted")
+        return 130
+
+
+def enhance_main(argv: Sequence[str] | None = None) -> int:
+    """``vsmsvsr-enhance``: the enhance command on its own; returns the exit status."""
+    args = build_enhance_parser().parse_args(argv)
+    return _run(_enhance, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vsmsvsr", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -105,18 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = wsub.add_parser("path", help="print where NAME's file is (or goes) in the cache")
     p.add_argument("name")
     p.set_defaults(func=_weights_path)
+
+    e = commands.add_parser("enhance", help="PaddleGAN's video-enhance: models in order, then encode "
+                            f"(also installed as {ENHANCE_PROG})", description=ENHANCE_DESCRIPTION,
+                            allow_abbrev=False)
+    add_enhance_arguments(e)
+    e.set_defaults(func=_enhance)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
-    try:
-        return args.func(args)
-    except weights.WeightsError as exc:
-        logging.getLogger("vsmsvsr").error("%s", exc)
-        return 1
-    except KeyboardInterrupt:
-        logging.getLogger("vsmsvsr").error("interrupted")
-        return 130
+    return _run(args.func, args)
