@@ -80,8 +80,9 @@ def fit_references(images: Sequence[np.ndarray], side: int = REFERENCE_SIDE) -> 
     """Letterbox ``images`` (``(h, w, 3)`` RGB in [0, 1]) to one size, PaddleGAN's way.
 
     The target is ``side`` on the short side of the mean aspect ratio; each image is resized
-    (bicubic) to fit, its sides rounded down to multiples of 16, and centred on black.
-    Returns ``(n, 3, H, W)`` float32.
+    (bicubic, aspect kept) so that its longer side matches the target's longer side, its sides
+    rounded down to multiples of 16, and centred on black; what overhangs is cut off (PaddleGAN's
+    ``addMergin`` pastes it the same way). Returns ``(n, 3, H, W)`` float32.
     """
     import cv2
 
@@ -94,8 +95,11 @@ def fit_references(images: Sequence[np.ndarray], side: int = REFERENCE_SIDE) -> 
         if (w, h) != (target_w, target_h):
             scale = max(target_w, target_h) / max(w, h)
             w, h = max(16, int(w * scale / 16.0) * 16), max(16, int(h * scale / 16.0) * 16)
-            w, h = min(w, target_w), min(h, target_h)
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_CUBIC).clip(0.0, 1.0)
         y, x = (target_h - h) // 2, (target_w - w) // 2
-        out[i, :, y:y + h, x:x + w] = image.transpose(2, 0, 1)
+        # paste at (x, y), cropping whatever lies outside the canvas
+        sy, sx = max(0, -y), max(0, -x)
+        dy, dx = max(0, y), max(0, x)
+        ch, cw = min(h - sy, target_h - dy), min(w - sx, target_w - dx)
+        out[i, :, dy:dy + ch, dx:dx + cw] = image[sy:sy + ch, sx:sx + cw].transpose(2, 0, 1)
     return out
