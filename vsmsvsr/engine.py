@@ -93,7 +93,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import paddle
 
-__all__ = ["Backend", "BackendChoice", "BackendLike", "Engine", "LayerRunner", "choose_backend", "available_backends", "BACKEND_NAMES", "run_window"]
+__all__ = ["Backend", "BackendChoice", "BackendLike", "Engine", "LayerRunner", "ProgramRunner", "choose_backend", "available_backends", "BACKEND_NAMES", "run_window"]
 
 log = logging.getLogger(__name__)
 
@@ -1155,6 +1155,50 @@ class LayerRunner:
 
     def __repr__(self) -> str:
         return f"LayerRunner({self.label!r}, backend={self.backend!r})"
+
+
+class ProgramRunner:
+    """A static inference program that was not exported here (the official ``DAIN_weight.tar``),
+    run as it is through Paddle Inference: ``runner(*arrays) -> outputs``.
+
+    The program and parameters are written once into ``<cache>/static/programs/<label>-<digest>/``
+    (``model.json`` or ``model.pdmodel`` + ``model.pdiparams``, atomically) so Paddle Inference
+    can read them. ``backend`` must be a Paddle Inference configuration. Calls are serialised.
+    """
+
+    def __init__(self, program: bytes, params: bytes, pir: bool, backend: BackendConfig, *, label: str,
+                 cache_dir: str | os.PathLike[str] | None = None) -> None:
+        if isinstance(backend, Backend.Dygraph):
+            raise ValueError(f"{_WHO}: a static program needs a Paddle Inference backend, not 'dygraph'")
+        root = Path(cache_dir) if cache_dir is not None else _default_cache_root()
+        digest = hashlib.sha256(program + b"\0" + params).hexdigest()[:16]
+        folder = root / "programs" / f"{_slug(label)}-{digest}"
+        if _program_file(folder) is None:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".program-", dir=folder.parent))
+            try:
+                (tmp / ("model.json" if pir else "model.pdmodel")).write_bytes(program)
+                (tmp / "model.pdiparams").write_bytes(params)
+                try:
+                    os.rename(tmp, folder)
+                except OSError:
+                    if _program_file(folder) is None:
+                        raise
+                    shutil.rmtree(tmp, ignore_errors=True)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        self.label = label
+        self.backend = backend
+        self.folder = folder
+        threads = getattr(backend, "threads", None) or _cpu_count()
+        self._predictor = _Predictor(folder, backend, threads)
+        self._lock = threading.Lock()
+
+    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        with self._lock:
+            outs = self._predictor.run([np.ascontiguousarray(a, dtype=np.float32) for a in arrays])
+        return [np.asarray(o, dtype=np.float32) for o in outs]
 
 
 def _cpu_count() -> int:

@@ -153,3 +153,35 @@ def test_argument_errors_name_the_filter_and_come_before_weights(city, tmp_path)
         Interpolate(vfr, factor=2, weights=missing)
     with pytest.raises(ValueError, match=r"vsmsvsr\.Interpolate: .*nothing\.pdparams"):
         Interpolate(city, factor=2, weights=missing)
+
+
+def test_official_program_runs_as_it_is_where_its_times_fit(weights, city, tmp_path, monkeypatch):
+    """program=True runs a DAIN_weight.tar-style static program (here exported from the native
+    network, in the official layout) for the pairs whose times it has baked in (0.5)."""
+    import tarfile
+
+    from vsmsvsr.models import load_model
+    from vsmsvsr.models.dain_weights import export_static
+
+    folder = export_static(load_model("DAIN", weights=weights), tmp_path / "DAIN_weight", 128, 128, times=(0.5,))
+    tar = tmp_path / "DAIN_weight.tar"
+    with tarfile.open(tar, "w") as archive:
+        archive.add(folder, arcname="DAIN_weight")
+    from vsmsvsr.engine import ProgramRunner
+
+    calls = []
+    original = ProgramRunner.__call__
+    monkeypatch.setattr(ProgramRunner, "__call__", lambda self, *a: calls.append(a[0].shape) or original(self, *a))
+    clip = city[30:34]  # 96x64: padded to 128x128, the program's size
+    native = Interpolate(clip, factor=2, weights=str(tar), backend="cpu-plain", program=False)
+    official = Interpolate(clip, factor=2, weights=str(tar), backend="cpu-plain", program=True)
+    for n in (1, 3, 5):
+        a, b = _planes(native.get_frame(n)), _planes(official.get_frame(n))
+        assert max(int(np.abs(x.astype(int) - y.astype(int)).max()) for x, y in zip(a, b)) <= 1, n
+    assert calls == [(2, 1, 3, 128, 128)] * 3  # the program computed the three in-between frames
+    # times it has not baked in (2/5, 4/5 of a 5/2 conversion) go to the native network
+    calls.clear()
+    Interpolate(clip, factor=Fraction(5, 2), weights=str(tar), backend="cpu-plain", program=True).get_frame(1)
+    assert calls == []
+    with pytest.raises(ValueError, match=r"vsmsvsr\.Interpolate: program=True needs the official static program"):
+        Interpolate(clip, factor=2, weights=weights, backend="cpu-plain", program=True)

@@ -15,6 +15,7 @@ import math
 import numbers
 import os
 import threading
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable
 
@@ -65,8 +66,24 @@ class PairCache:
             return result[t]
 
 
-def _dain_pair(frame0: np.ndarray, frame1: np.ndarray, times: np.ndarray, net) -> np.ndarray:
-    """``(3, h, w)`` RGB frames -> ``(T, 3, h, w)`` at ``times``, padded like PaddleGAN (edge)."""
+@dataclass(frozen=True)
+class OfficialProgram:
+    """The official static program and the times baked into it (``k * time_step``)."""
+
+    run: Callable[..., list]
+    times: tuple[float, ...]
+
+    def serves(self, times: np.ndarray) -> bool:
+        return len(times) == len(self.times) and bool(np.allclose(times, self.times, rtol=0, atol=1e-6))
+
+
+def _dain_pair(frame0: np.ndarray, frame1: np.ndarray, times: np.ndarray, net,
+               official: OfficialProgram | None = None) -> np.ndarray:
+    """``(3, h, w)`` RGB frames -> ``(T, 3, h, w)`` at ``times``, padded like PaddleGAN (edge).
+
+    The official program runs where it computes exactly these times; the native network (any
+    times) everywhere else.
+    """
     from vsmsvsr.models.dain import paddlegan_padding
 
     h, w = frame0.shape[1:]
@@ -74,8 +91,38 @@ def _dain_pair(frame0: np.ndarray, frame1: np.ndarray, times: np.ndarray, net) -
     pad = ((0, 0), (0, 0), (top, bottom), (left, right))
     x0 = np.pad(frame0[None], pad, mode="edge")
     x1 = np.pad(frame1[None], pad, mode="edge")
-    (out,) = net(x0, x1, times)
+    if official is not None and official.serves(times):
+        (out,) = official.run(np.stack([x0, x1]))          # image (2, 1, 3, H, W) -> (T, 1, 3, H, W)
+        out = out[:, 0]
+    else:
+        (out,) = net(x0, x1, times)
     return np.clip(out[:, :, top:top + h, left:left + w], 0.0, 1.0)
+
+
+def _official_program(program: bool | None, weights, choice) -> OfficialProgram | None:
+    """The official program to run as it is, or None (see ``Interpolate(program=...)``)."""
+    from vsmsvsr.engine import Backend, ProgramRunner
+
+    first = choice.usable[0]
+    if program is False or (program is None and not isinstance(first, Backend.PaddleInferenceGPU)):
+        return None
+    from pathlib import Path
+
+    from vsmsvsr import weights as wmod
+    from vsmsvsr.models.dain_weights import official_program, program_info
+
+    path = Path(weights) if weights is not None else wmod.fetch("DAIN")
+    files = official_program(path)
+    times = program_info(path).time_offsets if files is not None else ()
+    if files is None or not times:
+        if program:
+            raise ValueError(f"{FUNC}: program=True needs the official static program (DAIN_weight.tar or "
+                             f"its folder) with recognisable time offsets; {path} is not one")
+        return None
+    if isinstance(first, Backend.Dygraph):
+        raise ValueError(f"{FUNC}: program=True needs a Paddle Inference backend ('gpu', 'trt', 'cpu', "
+                         "'cpu-plain'), not 'dygraph'")
+    return OfficialProgram(ProgramRunner(*files, first, label="DAIN-official"), tuple(times))
 
 
 def _pack_frame(n: int, f: list[vs.VideoFrame], lo: int, dup_threshold: float | None) -> vs.VideoFrame:
@@ -138,6 +185,7 @@ def Interpolate(
     device: str | None = None,
     fp16: bool = False,
     backend: str = "auto",
+    program: bool | None = None,
 ) -> vs.VideoNode:
     """Convert the frame rate with DAIN: exact rational timing, seek-safe, no smear across cuts.
 
@@ -168,6 +216,12 @@ def Interpolate(
         dup_threshold: mean absolute luma difference (0–1) below which a frame repeats the
             previous one (default 0.002).
         device, fp16, backend: as for :func:`vsmsvsr.Upscale`.
+        program: run the official static program itself (``DAIN_weight.tar`` as PaddleGAN does)
+            instead of the native network converted from it, for the frame pairs whose times are
+            the ones baked into the program (``k * time_step``, 0.5 for doubling); other times
+            always use the native network. ``None`` (default): only on a GPU backend (the
+            program's correlation op has no CPU kernel); ``True``: also on the CPU backends (for
+            programs without GPU-only ops); ``False``: never.
     """
     # --- checks first, before any weights are touched ---
     check_constant_format(clip, FUNC)
@@ -196,6 +250,8 @@ def Interpolate(
         raise ValueError(f"{FUNC}: scene_change must be True, False or 'props', got {scene_change!r}")
     if weights is not None and not isinstance(weights, (str, os.PathLike)):
         raise TypeError(f"{FUNC}: weights must be None or a path, got {type(weights).__name__}")
+    if program is not None and not isinstance(program, bool):
+        raise TypeError(f"{FUNC}: program must be None, True or False, got {program!r}")
     flags = scene_cut_clip(clip, modes[scene_change], threshold=sc_threshold, func=FUNC)
 
     from vsmsvsr.engine import LayerRunner, choose_backend
@@ -205,8 +261,9 @@ def Interpolate(
     with named_errors(FUNC):
         choice = choose_backend(backend, device, fp16)
         net = load_model(model, weights, device=choice.load_device)
+        official = _official_program(program, weights, choice)
     runner = LayerRunner(TimedDAIN(net), choice, label="DAIN")
-    cache = PairCache(functools.partial(_dain_pair, net=runner))
+    cache = PairCache(functools.partial(_dain_pair, net=runner, official=official))
 
     # --- timing: exact fractions ---
     num_src = clip.num_frames

@@ -544,6 +544,17 @@ def _load_files(path: Path) -> tuple[bytes, bytes, str] | None:
     return _from_tar(path) if is_tar else None
 
 
+def official_program(path: str | os.PathLike[str]) -> tuple[bytes, bytes, bool] | None:
+    """``(program bytes, params bytes, is_pir)`` of the static program at ``path`` (the official tar
+    or its folder), for running it as it is through Paddle Inference; ``None`` for any other file
+    (a ``.pdparams``). ``is_pir``: the program is Paddle 3's JSON (else a legacy ``ProgramDesc``)."""
+    files = _load_files(Path(path))
+    if files is None:
+        return None
+    program, params, _ = files
+    return program, params, program.lstrip()[:1] == b"{"
+
+
 def read_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
     """DAIN weights at ``path`` as a state dict with :class:`DAIN`'s keys.
 
