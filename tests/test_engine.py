@@ -349,3 +349,42 @@ def test_run_window_tiles_cross_fade_to_the_untiled_result():
     out = engine_mod.run_window(_nearest_x4(calls), frames, tile=64, tile_overlap=16)
     assert len(calls) > 1 and all(s[2] <= 64 and s[3] <= 64 for s in calls)
     np.testing.assert_allclose(out, np.repeat(np.repeat(frames, 4, axis=2), 4, axis=3), rtol=0, atol=1e-6)
+
+
+# ------------------------------------------------------------------ x4 stages in row strips
+
+def test_strip_rows_cover_every_row_once_with_bounded_halo():
+    for h, w, pixels, halo in [(404, 720, 128 * 1024, 16), (64, 72, 72 * 20, 16), (1080, 1920, 128 * 1024, 16),
+                               (100, 64, 64 * 64, 16), (50, 50, 10, 4)]:
+        strips = engine_mod.strip_rows(h, w, pixels, halo)
+        own = [r for _, _, a, b in strips for r in range(a, b)]
+        assert own == list(range(h))  # disjoint, in order, covering every row
+        for top, bottom, start, stop in strips:
+            assert max(0, start - halo) == top and min(h, stop + halo) == bottom
+            assert stop - start <= max(pixels // w, halo)
+        assert len({b - t for t, b, _, _ in strips}) <= 4  # few distinct program shapes
+    assert engine_mod.strip_rows(180, 320) == [(0, 180, 0, 180)]  # fits: one strip, no halo
+
+
+def test_tall_frames_go_through_the_x4_stages_in_strips_with_the_same_result(weights, frames, reference,
+                                                                             tmp_path, monkeypatch):
+    monkeypatch.setattr(engine_mod, "STRIP_PIXELS", 72 * 20)  # 64x72 frames: 4 strips of 16 rows
+    out = Engine(MODEL, weights, backend="cpu", cache_dir=tmp_path / "a")(frames)
+    heights = set(_program_heights(tmp_path / "a", "frame.upsample"))
+    assert heights and max(heights) < 64, heights  # the stage really ran on strips
+    assert_close_to_golden(out, reference, "Engine(cpu) in strips")
+    # the halo is what makes strips exact: without it the strip edges show
+    monkeypatch.setattr(engine_mod, "STRIP_HALO", 1)
+    thin = Engine(MODEL, weights, backend="cpu", cache_dir=tmp_path / "b")(frames)
+    assert np.abs(thin - reference).max() > 1e-3
+
+
+def _program_heights(root: Path, part: str) -> list[int]:
+    """Input heights of the exported programs of ``part`` (from the folder names' shapes)."""
+    heights = []
+    for meta in root.rglob("meta.json"):
+        name = meta.parent.name
+        if name.startswith(part + "-"):
+            first = name[len(part) + 1:].split("_")[0]  # e.g. 1x1x3x32x72
+            heights.append(int(first.split("x")[-2]))
+    return heights

@@ -42,7 +42,11 @@ programs instead of its layers:
   deformable convolution are looked into instead;
 * MSVSR's two per-frame x4 stages (``auxiliary_stage``, ``upsample``) are one program per frame
   each, so that their 4x-resolution LeakyReLUs, concatenations and additions stay inside Paddle
-  Inference and no 4x tensor is copied between eager mode and a predictor;
+  Inference and no 4x tensor is copied between eager mode and a predictor. Frames taller than
+  ``STRIP_PIXELS / width`` rows go through them in horizontal strips with ``STRIP_HALO`` rows of
+  context on each side, cropped away afterwards: the stages are convolutions of bounded reach,
+  so the result is the same (rounding-level), and their memory no longer grows with the frame
+  (at 720x404 they held ~5 GB whole);
 * deformable convolutions stay eager and run as slices of their deformable groups on ``threads``
   worker threads: Paddle's CPU kernel samples its columns on one thread (~0.2 s per call at
   180x320), its eager kernels release the GIL, and the groups are independent, so the slices sum
@@ -104,6 +108,12 @@ EXPORT_FORMAT = 1
 
 #: Frames must be at least this high and wide (MSVSR's own limit).
 MIN_SIZE = 64
+
+#: MSVSR's per-frame x4 stages run on strips of at most this many input pixels (plus halo).
+STRIP_PIXELS = 128 * 1024
+#: Rows of context above and below a strip: more than the reach of either x4 stage in input
+#: pixels (PP-MSVSR-L's upsample: input conv + 5 residual blocks + 3 convs at 1x/2x/4x ≈ 13).
+STRIP_HALO = 16
 
 #: Predictors kept per engine (shape classes of whole-network programs); the oldest is dropped.
 _MAX_WHOLE_PREDICTORS = 3
@@ -465,6 +475,10 @@ def _inference_config(folder: Path, backend: BackendConfig, threads: int) -> Any
         if backend.onednn:
             enable = getattr(config, "enable_onednn", None) or config.enable_mkldnn  # 3.x / 2.6 name
             enable()
+            # Shape-keyed oneDNN primitive caches: a predictor here always sees one shape, and an
+            # unbounded cache held ~1 GB more for a 4-frame 180x320 PP-MSVSR window (measured).
+            set_capacity = getattr(config, "set_onednn_cache_capacity", None) or config.set_mkldnn_cache_capacity
+            set_capacity(1)
             if pir:
                 for name in _PIR_ONEDNN_DELETED_PASSES:
                     config.delete_pass(name)
@@ -716,17 +730,45 @@ def _install_msvsr_frame_segments(net: "paddle.nn.Layer", plain: "paddle.nn.Laye
     aux = _make_segment("frame.auxiliary_stage", AuxFrame(plain), runner)
     up = _make_segment("frame.upsample", UpsampleFrame(plain), runner)
 
+    def in_strips(stage, scale: int, lq, feats):
+        """``stage(lq, *feats)`` on row strips with halo, cropped and joined (rows are axis -2)."""
+        h, w = feats[0].shape[-2:]
+        parts = []
+        for top, bottom, start, stop in strip_rows(h, w):
+            out = stage(lq[..., top:bottom, :], *[f[..., top:bottom, :] for f in feats])
+            parts.append(out[..., (start - top) * scale:(stop - top) * scale, :])
+        return parts[0] if len(parts) == 1 else paddle.concat(parts, axis=-2)
+
     def auxiliary_stage(lqs, spatial, stage1, s2b, s2f):
-        return None, [aux(lqs[:, i:i + 1], spatial[i], stage1[i], s2b[i], s2f[i]) for i in range(len(spatial))]
+        return None, [in_strips(aux, 1, lqs[:, i:i + 1], [spatial[i], stage1[i], s2b[i], s2f[i]])
+                      for i in range(len(spatial))]
 
     def upsample(lqs, branches):
-        frames = [up(lqs[:, i:i + 1], *[b[i] for b in branches]) for i in range(lqs.shape[1])]
+        frames = [in_strips(up, 4, lqs[:, i:i + 1], [b[i] for b in branches]) for i in range(lqs.shape[1])]
         return paddle.concat(frames, axis=1)
 
     # instance attributes shadow the methods of this private copy only
     object.__setattr__(net, "auxiliary_stage", auxiliary_stage)
     object.__setattr__(net, "upsample", upsample)
     return ["frame.auxiliary_stage", "frame.upsample"]
+
+
+def strip_rows(h: int, w: int, pixels: int | None = None, halo: int | None = None) -> list[tuple[int, int, int, int]]:
+    """Row strips covering ``h`` rows of width ``w``: ``(top, bottom, start, stop)`` per strip.
+
+    Rows ``start:stop`` (the strip's own, disjoint, covering ``0:h`` in order) are computed from
+    rows ``top:bottom`` = the own rows plus up to ``halo`` rows of context on each side. Own rows
+    are at most ``pixels // w`` (and at least ``halo``) per strip and as even as possible, so a
+    frame gives few distinct strip shapes (each one is a program). One strip if it all fits.
+    """
+    pixels = STRIP_PIXELS if pixels is None else pixels
+    halo = STRIP_HALO if halo is None else halo
+    rows = max(pixels // max(w, 1), halo, 1)
+    if h <= rows + 2 * halo:
+        return [(0, h, 0, h)]
+    count = -(-h // rows)
+    bounds = [h * k // count for k in range(count + 1)]
+    return [(max(0, a - halo), min(h, b + halo), a, b) for a, b in zip(bounds, bounds[1:])]
 
 
 def _deform_parts(layer: "paddle.nn.Layer", threads: int) -> int:
