@@ -11,6 +11,7 @@ import argparse
 import logging
 import shlex
 import sys
+import warnings
 from typing import Sequence
 
 from vsmsvsr import weights
@@ -191,7 +192,11 @@ def build_enhance_parser() -> argparse.ArgumentParser:
 def _run(func, args: argparse.Namespace) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
     try:
-        return func(args)
+        with warnings.catch_warnings():
+            # `import paddle` warns on every start that ccache (for compiling C++ extensions, which
+            # vsmsvsr never does) is missing: it would be the first line of every job's stderr.
+            warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
+            return func(args)
     except weights.WeightsError as exc:
         logging.getLogger("vsmsvsr").error("%s", exc)
         return 1

@@ -88,6 +88,7 @@ import shutil
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Union
@@ -440,7 +441,12 @@ class _ProgramStore:
         try:
             start = time.perf_counter()
             specs = [paddle.static.InputSpec(list(s), "float32", f"x{i}") for i, s in enumerate(shapes)]
-            paddle.jit.save(layer, str(tmp / "model"), input_spec=specs)
+            with warnings.catch_warnings():
+                # Paddle's own zeros_like/ones_like read Tensor.place while tracing and warn that PIR
+                # tensors have none, once per call site: noise on the user's stderr, not their concern.
+                warnings.filterwarnings("ignore", message="Tensor do not have 'place' interface",
+                                        category=UserWarning)
+                paddle.jit.save(layer, str(tmp / "model"), input_spec=specs)
             if _program_file(tmp) is None:
                 raise RuntimeError(f"paddle.jit.save wrote no program into {tmp}: {sorted(os.listdir(tmp))}")
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
