@@ -123,6 +123,56 @@ def test_return_aux_false_gives_identical_main_output(models, outputs):
     np.testing.assert_array_equal(out.numpy(), outputs("PP-MSVSR", "b")[1])
 
 
+@pytest.mark.parametrize("name", ["PP-MSVSR", "PP-MSVSR-L"])
+def test_recomputed_stage2_offsets_give_paddlegans_output_bit_for_bit(models, outputs, name):
+    """keep_offsets=False (default) recomputes stage 2's offset/mask pairs for stage 3 instead of
+    keeping them for the window; keep_offsets=True is PaddleGAN's data flow. Same bits either way."""
+    model = models[name]
+    assert model.keep_offsets is False
+    x = paddle.to_tensor(golden(SPEC_OF[name], "a", "main"))
+    t = x.shape[1]
+    calls = {"stage2_backward": 0, "stage2_forward": 0}
+    originals = {}
+    for branch in calls:
+        align = model.deform_align[branch]
+        originals[branch] = align.offsets
+
+        def counted(*args, _branch=branch, _inner=align.offsets):
+            calls[_branch] += 1
+            return _inner(*args)
+
+        align.offsets = counted
+    try:
+        model.keep_offsets = True
+        with paddle.no_grad():
+            aux_kept, out_kept = model(x)
+        kept_calls = dict(calls)
+    finally:
+        model.keep_offsets = False
+        for branch in calls:
+            del model.deform_align[branch].offsets
+    # stage 2 aligns t-1 frames per direction; the default run (outputs()) computed them twice
+    assert kept_calls == {"stage2_backward": t - 1, "stage2_forward": t - 1}
+    aux, out, _ = outputs(name, "a")
+    np.testing.assert_array_equal(out_kept.numpy(), out)
+    np.testing.assert_array_equal(aux_kept.numpy(), aux)
+
+
+def test_default_run_recomputes_each_stage2_pair_once(models):
+    model = models["PP-MSVSR"]
+    x = paddle.to_tensor(np.random.default_rng(5).uniform(0, 1, (1, 4, 3, 64, 64)).astype("float32"))
+    calls = []
+    align = model.deform_align["stage2_forward"]
+    inner = align.offsets
+    align.offsets = lambda *args: calls.append(1) or inner(*args)
+    try:
+        with paddle.no_grad():
+            model(x)
+    finally:
+        del align.offsets
+    assert len(calls) == 2 * (4 - 1)  # once in stage 2, once more when stage 3 needs the pair
+
+
 def test_mirror_shortcut_is_exact_and_saves_a_flow_pass(models):
     model = models["PP-MSVSR"]
     rng = np.random.default_rng(7)

@@ -28,11 +28,17 @@ Deviations from PaddleGAN, none of which changes an output:
 * ``auxiliary_loss=False`` and ``use_refine_align=False`` are refused: PaddleGAN's forward
   raises for both (unbound ``aux_feats``; ``AlignmentModule`` called with six arguments).
 * Stage 3 does not compute the warped feature that PaddleGAN builds and then ignores.
+* Stage 2's offsets and masks are not kept for the whole window; stage 3 recomputes each
+  frame's pair from the kept stage-2 features when it needs it (``keep_offsets=False``).
+  Same operations on the same values, bit-identical results; about half the per-frame
+  memory of a window.
 * Tensors created inside ``forward`` derive from the input (``zeros_like``, a pixel grid from
   ``cumsum``), so the model runs on whatever device its parameters and input are on and traces
   into a static graph without Python-side tensor values.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import paddle
 import paddle.nn as nn
@@ -141,12 +147,16 @@ class AlignmentModule(nn.Layer):
         self.dcn = DeformConv2D(in_channels, out_channels, kernel_size=kernel_size, padding=padding,
                                 deformable_groups=deformable_groups)
 
-    def forward(self, x: paddle.Tensor, extra_feat: paddle.Tensor, flow: paddle.Tensor):
+    def offsets(self, extra_feat: paddle.Tensor, flow: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """The (offset, mask) that ``forward`` samples with: ``(n, 18*g, h, w)``, ``(n, 9*g, h, w)``."""
         out = self.conv_offset(paddle.concat([extra_feat, flow], axis=1))
         o1, o2, mask = paddle.chunk(out, 3, axis=1)
         offset = 10 * paddle.tanh(paddle.concat((o1, o2), axis=1))
         offset = offset + flow.flip(1).tile([1, offset.shape[1] // 2, 1, 1])
-        mask = F.sigmoid(mask)
+        return offset, F.sigmoid(mask)
+
+    def forward(self, x: paddle.Tensor, extra_feat: paddle.Tensor, flow: paddle.Tensor):
+        offset, mask = self.offsets(extra_feat, flow)
         return self.dcn(x, offset, mask), offset, mask
 
 
@@ -290,6 +300,12 @@ class MSVSR(nn.Layer):
         check_mirror: in dygraph, test whether the input is a mirror-extended sequence and then
             reuse the backward flows for the forward direction (exact, saves half the flow work).
             Set False before static-graph export: the test is data-dependent control flow.
+        keep_offsets: stage 3 starts from the offsets and masks of stage 2. PaddleGAN keeps them
+            for every frame of the window (27 * ``deform_groups`` channels per frame and direction,
+            about as much as all the frame's features together). False (default) recomputes
+            each frame's pair from the stage-2 features, which are kept anyway, when stage 3
+            reaches that frame: the same operations on the same values, so the same result, for
+            about 5% more convolution work (counted by ``bench/bench_msvsr.py``).
     """
 
     def __init__(
@@ -309,6 +325,7 @@ class MSVSR(nn.Layer):
         *,
         return_aux: bool = True,
         check_mirror: bool = True,
+        keep_offsets: bool = False,
     ) -> None:
         super().__init__()
         if not auxiliary_loss:
@@ -325,6 +342,7 @@ class MSVSR(nn.Layer):
         self.use_local_connnect = use_local_connnect
         self.return_aux = return_aux
         self.check_mirror = check_mirror
+        self.keep_offsets = keep_offsets
 
         # Registration order = state_dict order = PaddleGAN's.
         if use_tiny_spynet:
@@ -436,17 +454,18 @@ class MSVSR(nn.Layer):
 
     def _propagate(self, name: str, currents: list[paddle.Tensor], earlier: list[list[paddle.Tensor]],
                    flows: list[paddle.Tensor], backward: bool,
-                   pre: list | None = None) -> tuple[list[paddle.Tensor], list]:
+                   pre: Callable[[int], tuple] | None = None) -> tuple[list[paddle.Tensor], list | None]:
         """One recurrent branch over the frames (last to first if ``backward``).
 
         ``earlier``: per-frame features of the branches before this one, concatenated in this order
         between the current feature and the propagated one. Stage 2 (``pre=None``) returns the
-        per-frame (offset, mask) it used; stage 3 re-aligns starting from them.
+        per-frame (offset, mask) it used if ``keep_offsets``, else None; stage 3 re-aligns starting
+        from ``pre(idx)``, stage 2's pair for frame ``idx``.
         """
         t = len(currents)
         order = range(t - 1, -1, -1) if backward else range(t)
         out: list[paddle.Tensor] = [None] * t  # type: ignore[list-item]
-        used: list = [None] * t
+        used: list | None = [None] * t if pre is None and self.keep_offsets else None
         align = self.deform_align[name]
         feat_prop = paddle.zeros_like(currents[order[0]])
         for step, idx in enumerate(order):
@@ -455,13 +474,33 @@ class MSVSR(nn.Layer):
                 flow = flows[idx] if backward else flows[idx - 1]
                 if pre is None:
                     feat_prop, offset, mask = align(feat_prop, self._cond(feat_prop, feat_current, flow), flow)
-                    used[idx] = (offset, mask)
+                    if used is not None:
+                        used[idx] = (offset, mask)
                 else:
-                    feat_prop = align(feat_prop, flow, feat_current, *pre[idx])
+                    feat_prop = align(feat_prop, flow, feat_current, *pre(idx))
             feat = paddle.concat([feat_current] + [f[idx] for f in earlier] + [feat_prop], axis=1)
             feat_prop = feat_prop + self.backbone[name](feat)
             out[idx] = feat_prop
         return out, used
+
+    def _stage2_pairs(self, name: str, kept: list | None, spatial: list[paddle.Tensor],
+                      stage2: list[paddle.Tensor], flows: list[paddle.Tensor],
+                      backward: bool) -> Callable[[int], tuple]:
+        """Stage 2's (offset, mask) of frame ``idx``: kept, or recomputed as stage 2 computed it.
+
+        Stage 2 aligned the feature it propagated into frame ``idx`` (its output at the previous
+        frame of its order) with the current spatial feature and the flow; all three are kept.
+        """
+        if kept is not None:
+            return kept.__getitem__
+        align = self.deform_align[name]
+
+        def pair(idx: int) -> tuple:
+            flow = flows[idx] if backward else flows[idx - 1]
+            feat_prop = stage2[idx + 1] if backward else stage2[idx - 1]
+            return align.offsets(self._cond(feat_prop, spatial[idx], flow), flow)
+
+        return pair
 
     def auxiliary_stage(self, lqs: paddle.Tensor, spatial: list[paddle.Tensor], stage1: list[paddle.Tensor],
                         s2b: list[paddle.Tensor], s2f: list[paddle.Tensor]):
@@ -525,14 +564,16 @@ class MSVSR(nn.Layer):
         # stage 1: local fusion
         stage1 = self.stage1(spatial, flows_backward, flows_forward)
 
-        # stage 2: bidirectional propagation, keeping the offsets and masks for stage 3
+        # stage 2: bidirectional propagation (its offsets and masks kept only if keep_offsets)
         s2b, pre_b = self._propagate("stage2_backward", spatial, [stage1], flows_backward, backward=True)
         s2f, pre_f = self._propagate("stage2_forward", spatial, [stage1, s2b], flows_forward, backward=False)
 
         # auxiliary reconstruction; its features replace the spatial ones in stage 3
         aux_images, aux_feats = self.auxiliary_stage(lqs, spatial, stage1, s2b, s2f)
 
-        # stage 3: bidirectional propagation with re-alignment from the stage-2 offsets/masks
+        # stage 3: bidirectional propagation, re-aligning from stage 2's offsets/masks (kept or recomputed)
+        pre_b = self._stage2_pairs("stage2_backward", pre_b, spatial, s2b, flows_backward, backward=True)
+        pre_f = self._stage2_pairs("stage2_forward", pre_f, spatial, s2f, flows_forward, backward=False)
         s3b, _ = self._propagate("stage3_backward", aux_feats, [stage1, s2b, s2f], flows_backward,
                                  backward=True, pre=pre_b)
         s3f, _ = self._propagate("stage3_forward", aux_feats, [stage1, s2b, s2f, s3b], flows_forward,
