@@ -9,6 +9,9 @@ Not a test: prints tables. For each model, on one window of ``--frames`` frames 
 * every requested engine backend (default: every available one except the whole-network CPU
   programs, which hold ~1.6 GB per frame at 180x320 with oneDNN; ask for ``cpu-whole`` /
   ``cpu-plain-whole`` explicitly).
+* ``cpu-keep-offsets`` (ask for it): the ``cpu`` backend on a network with ``keep_offsets=True``,
+  i.e. PaddleGAN's data flow, which keeps stage 2's offsets and masks for the whole window instead
+  of recomputing them for stage 3 (vsmsvsr's default): the memory/time trade of that choice.
 
 Every configuration runs in its own process, so "peak RSS" (``ru_maxrss``) is that
 configuration's alone (it includes Python, Paddle and the model, ~0.4 GB). Same weights (keyed
@@ -25,7 +28,9 @@ timed windows (best reported).
 FLOPs: counted analytically with forward post-hooks on every ``Conv2D`` and ``DeformConv2D`` during
 the first dygraph window (2 x output elements x Cin/groups x kh x kw; a deformable conv adds
 8 FLOPs per sampled input value for the bilinear sampling and modulation); elementwise ops,
-grid_sample and interpolation are not counted (< 1 %). GFLOP/s = FLOPs per window / seconds per
+grid_sample and interpolation are not counted (< 1 %). (a) and ``cpu-keep-offsets`` run
+PaddleGAN's data flow; the other configurations also run stage 2's offset heads a second time
+(their FLOPs are counted in (a) and added). GFLOP/s = FLOPs per window / seconds per
 window; the peak is a float32 numpy matmul (OpenBLAS/MKL, as numpy is built) of 4096 x 4096 with
 all the CPUs this process may use, best of 3.
 
@@ -54,8 +59,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-ENGINE_BACKENDS = ("dygraph", "cpu", "cpu-plain", "cpu-whole", "cpu-plain-whole", "gpu", "gpu-fp16", "trt", "trt-fp16")
-DEFAULT_SKIP = {"cpu-whole", "cpu-plain-whole"}
+ENGINE_BACKENDS = ("dygraph", "cpu", "cpu-plain", "cpu-whole", "cpu-plain-whole", "cpu-keep-offsets",
+                   "gpu", "gpu-fp16", "trt", "trt-fp16")
+DEFAULT_SKIP = {"cpu-whole", "cpu-plain-whole", "cpu-keep-offsets"}
+PADDLEGAN_FLOW = {"baseline", "cpu-keep-offsets"}  # configurations that keep stage 2's offsets
 KEYED = {"PP-MSVSR": "msvsr", "PP-MSVSR-L": "msvsr_large", "PP-MSVSR-BD": "msvsr"}
 
 
@@ -81,6 +88,9 @@ def _flop_counter(model):
 
     counts = collections.Counter()
     handles = []
+    # stage 2's offset heads: run once more per frame when keep_offsets is False
+    heads = {id(sub) for name, sub in model.named_sublayers()
+             if name.startswith(("deform_align.stage2_backward.conv_offset", "deform_align.stage2_forward.conv_offset"))}
 
     def hook(layer, inputs, output):
         w = layer.weight
@@ -93,6 +103,8 @@ def _flop_counter(model):
             counts["dcn_sampling"] += 8 * samples
         else:
             counts["conv"] += 2 * macs
+            if id(layer) in heads:
+                counts["stage2_offset_heads"] += 2 * macs  # part of "conv", not added to the total
 
     for layer in model.sublayers():
         if isinstance(layer, (paddle.nn.Conv2D, DeformConv2D)):
@@ -119,6 +131,7 @@ def _child(args) -> dict:
         from vsmsvsr.models import load_model
 
         model = load_model(args.model, weights, device="cpu")  # PaddleGAN: MSVSR(...), set_dict, eval
+        model.keep_offsets = True  # PaddleGAN's data flow
         counts, remove = _flop_counter(model)
         for i in range(args.repeat):
             start = time.perf_counter()
@@ -146,7 +159,14 @@ def _child(args) -> dict:
         kwargs = {"fp16": args.config.endswith("fp16")}
         if isinstance(backend, str):
             kwargs["threads"] = args.threads
-        eng = Engine(args.model, weights, backend=backend, cache_dir=args.cache, **kwargs)
+        if args.config == "cpu-keep-offsets":
+            from vsmsvsr.models import load_model
+
+            layer = load_model(args.model, weights, device="cpu")
+            layer.keep_offsets = True
+            eng = Engine(layer, backend=Backend.PaddleInferenceCPU(threads=args.threads), cache_dir=args.cache)
+        else:
+            eng = Engine(args.model, weights, backend=backend, cache_dir=args.cache, **kwargs)
         result["backend"] = repr(eng.backend)
         counts = remove = None
         if args.config == "dygraph":
@@ -261,7 +281,8 @@ def main(argv=None) -> int:
     from vsmsvsr.engine import available_backends
 
     problems = available_backends()
-    base_of = {"cpu-whole": "cpu", "cpu-plain-whole": "cpu-plain", "gpu-fp16": "gpu", "trt-fp16": "trt"}
+    base_of = {"cpu-whole": "cpu", "cpu-plain-whole": "cpu-plain", "cpu-keep-offsets": "cpu",
+               "gpu-fp16": "gpu", "trt-fp16": "trt"}
     if args.backends:
         configs = [c.strip() for c in args.backends.split(",") if c.strip()]
         bad = [c for c in configs if c not in ("baseline",) + ENGINE_BACKENDS]
@@ -304,14 +325,20 @@ def main(argv=None) -> int:
                 ref = out
             res["rel_l2"] = _rel_l2(out, ref) if ref is not None and config != "baseline" else None
             out_path.unlink()
-            if res["flops"]:
+            if res["flops"] and (flops is None or config == "baseline"):
                 flops = res["flops"]
             results.append(res)
         base_time = next((min(r["times"]) for r in results if r["config"] == "baseline"), None)
+        extra = flops.pop("stage2_offset_heads", 0) if flops else 0
+        counted_by = next((r["config"] for r in results if r["flops"]), None)
+        if flops and counted_by not in PADDLEGAN_FLOW:  # counted on vsmsvsr's flow: heads ran twice
+            extra //= 2
+            flops["conv"] -= extra
         total_flops = sum(flops.values()) if flops else None
         for r in results:
             sec = min(r["times"])
-            gflops = total_flops / sec / 1e9 if total_flops else None
+            work = None if not total_flops else total_flops + (0 if r["config"] in PADDLEGAN_FLOW else extra)
+            gflops = work / sec / 1e9 if work else None
             rows.append([
                 model, "(a) PaddleGAN dygraph" if r["config"] == "baseline" else r["config"],
                 f"{sec:.2f}", "-" if r["first_s"] is None else f"{r['first_s']:.2f}",
@@ -328,6 +355,8 @@ def main(argv=None) -> int:
             parts = ", ".join(f"{k} {v / total_flops:.1%}" for k, v in sorted(flops.items(), key=lambda kv: -kv[1]))
             print(f"# {model}: {per_frame:.1f} GFLOP per output frame ({parts}); "
                   f"at the matmul peak a window takes >= {total_flops / peak / 1e9:.1f} s")
+            print(f"# {model}: recomputing stage 2's offsets for stage 3 (default; not in (a) or "
+                  f"cpu-keep-offsets) adds {extra / t / 1e9:.1f} GFLOP per frame (+{extra / total_flops:.1%})")
 
     header = ["model", "config", "s/window", "first s", "frames/s", "vs (a)", "peak RSS MB", "GFLOP/s",
               "of peak", "rel_l2 vs (a)", "load"]
