@@ -260,7 +260,7 @@ def test_unavailable_backend_config_raises(tmp_path):
         ({"backend": "cuda"}, ValueError, "unknown backend 'cuda'; valid: " + ", ".join(BACKEND_NAMES)),
         ({"backend": 3}, TypeError, "backend must be a name"),
         ({"backend": "cpu", "fp16": True}, ValueError, "fp16 is only available with the 'gpu' and 'trt'"),
-        ({"backend": "auto", "fp16": True, "device": "cpu"}, ValueError, "fp16 needs a GPU backend"),
+        ({"backend": "auto", "fp16": True, "device": "cpu"}, ValueError, "fp16=True needs a GPU backend"),
         ({"backend": "cpu", "device": "gpu:0"}, ValueError, "runs on the CPU, but device=gpu:0"),
         ({"backend": "gpu", "device": "cpu"}, ValueError, "runs on a GPU, but device='cpu'"),
         ({"device": "tpu"}, ValueError, "device must be 'cpu', 'gpu' or 'gpu:N'"),

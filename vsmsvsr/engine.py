@@ -339,7 +339,8 @@ def _candidates(backend: Any, device: tuple[str, int] | None, fp16: bool,
     if name == "auto":
         if fp16:
             if kind == "cpu":
-                raise ValueError(f"{_WHO}: fp16 needs a GPU backend, but device='cpu'")
+                raise ValueError(f"{_WHO}: fp16=True needs a GPU backend ('gpu' or 'trt'), but device='cpu'; "
+                                 "use fp16=False on the CPU")
             return gpu, True  # fp16 is a GPU-only request: nothing else qualifies
         if kind == "cpu":
             return cpu + [dygraph], True
@@ -922,6 +923,11 @@ def choose_backend(backend: BackendLike = "auto", device: str | None = None, fp1
             reasons.append(f"{cand.name}: {problem}")
     if not usable:
         label = "auto" if auto else candidates[0].name
+        if fp16:
+            # fp16 narrowed the candidates to the GPU backends: say so, not only why CUDA is missing.
+            raise ValueError(f"{_WHO}: fp16=True needs a GPU backend ('gpu' or 'trt': Paddle Inference on "
+                             f"CUDA), and none can run here ({'; '.join(reasons)}); use fp16=False to run "
+                             "on the CPU")
         raise ValueError(f"{_WHO}: backend {label!r} is not available: {'; '.join(reasons)}")
     return BackendChoice(tuple(usable), auto, device)
 

@@ -38,6 +38,7 @@ __all__ = [
     "CutPredicate",
     "Span",
     "check_grid",
+    "clamp_grid",
     "cut_flag_range",
     "grid_spans",
     "grid_window",
@@ -106,6 +107,17 @@ def check_grid(num_frames: object, window: object, overlap: object, where: str) 
     if overlap < 0:
         raise ValueError(f"{where}: overlap must be >= 0, got {overlap}")
     return num_frames, window, overlap
+
+
+def clamp_grid(num_frames: int, window: int, overlap: int) -> tuple[int, int]:
+    """``(window, overlap)`` reduced to what a clip of ``num_frames`` frames can use.
+
+    Every span is the same as with the given values: a window of ``num_frames`` or more is one
+    grid window holding the whole clip, and context never reaches past the clip ends, so no span
+    has more than ``num_frames - 1`` context frames on a side.
+    """
+    num_frames = max(int(num_frames), 1)
+    return min(window, num_frames), min(overlap, num_frames - 1)
 
 
 def _check_predicate(is_cut: object, where: str) -> None:

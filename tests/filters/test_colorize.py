@@ -146,7 +146,7 @@ def test_wrong_weights_are_refused_naming_the_filter(city, tmp_path):
 def test_models_listed_match_the_spec_table():
     from vsmsvsr.models import MODEL_SPECS
 
-    assert set(colorize_module.MODELS) <= set(MODEL_SPECS)
+    assert set(colorize_module.TASKS) == {MODEL_SPECS[name].task for name in ("DeOldify", "DeepRemaster")}
 
 
 @pytest.fixture(scope="module")

@@ -174,7 +174,7 @@ def test_argument_errors_name_the_filter_and_come_before_weights(city, tmp_path)
     missing = str(tmp_path / "nowhere.pdparams")  # would fail if it were read
     with pytest.raises(ValueError, match=r"^vsmsvsr.Upscale: tile must be >= 64, got 16$"):
         Upscale(city, weights=missing, tile=16)
-    with pytest.raises(ValueError, match=r"vsmsvsr.Upscale: unknown model 'PP-MSVSR-XL'.*valid: PP-MSVSR, PP-MSVSR-L, PP-MSVSR-BD"):
+    with pytest.raises(ValueError, match=r"vsmsvsr.Upscale: model must be one of PP-MSVSR, PP-MSVSR-L, PP-MSVSR-BD, got 'PP-MSVSR-XL'"):
         Upscale(city, model="PP-MSVSR-XL", weights=missing)
     with pytest.raises(ValueError, match=r"vsmsvsr.Upscale: window must be >= 1, got 0"):
         Upscale(city, weights=missing, window=0)

@@ -15,7 +15,7 @@ from tests.footage import CITY, source
 from vsmsvsr.filters.upscale import Upscale
 
 TINY = models.ModelSpec(
-    "TINY-MSVSR", "vsmsvsr.models.msvsr:MSVSR",
+    "TINY-MSVSR", "vsr", "vsmsvsr.models.msvsr:MSVSR",
     dict(mid_channels=8, num_init_blocks=1, num_blocks=1, num_reconstruction_blocks=1, deform_groups=1),
     weights="PP-MSVSR", container={"generator": ""},
 )

@@ -14,6 +14,7 @@ import numpy as np
 import vapoursynth as vs
 
 from vsmsvsr import scenecut
+from vsmsvsr.filters._args import check_int, check_weights_path, progressive, scene_change_mode
 from vsmsvsr.filters.errors import named_errors
 from vsmsvsr.filters.convert import ColorTags, check_constant_format, recombine, work_luma
 from vsmsvsr.filters.scene import SceneDetect
@@ -21,9 +22,9 @@ from vsmsvsr.filters.scene import SceneDetect
 core = vs.core
 
 FUNC = "vsmsvsr.Colorize"
-#: Models by name: DeOldify's two variants run per frame; DeepRemaster is :func:`Remaster`.
-DEOLDIFY_MODELS = ("DeOldify", "DeOldify-artistic")
-MODELS = (*DEOLDIFY_MODELS, "DeepRemaster")
+#: Tasks served: DeOldify's variants ("colorize") run per frame; DeepRemaster ("restore") is
+#: :func:`vsmsvsr.Remaster` with ``colorize=True``.
+TASKS = ("colorize", "restore")
 #: Side of DeOldify's square input = RENDER_BASE * render_factor (PaddleGAN's render_base).
 RENDER_BASE = 16
 _MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(3, 1, 1)
@@ -42,15 +43,6 @@ def _deoldify_frame(n: int, f: list[vs.VideoFrame], run) -> vs.VideoFrame:
     for p in range(3):
         np.copyto(np.asarray(out[p]), rgb[p])
     return out
-
-
-def _check_int(value: object, name: str, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{FUNC}: {name} must be an int, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise ValueError(f"{FUNC}: {name} must be {bound}, got {value}")
-    return value
 
 
 def Colorize(
@@ -90,30 +82,30 @@ def Colorize(
             :func:`vsmsvsr.Remaster`.
     """
     check_constant_format(clip, FUNC)
-    if not isinstance(model, str) or model not in MODELS:
-        raise ValueError(f"{FUNC}: model must be one of {', '.join(MODELS)}, got {model!r}")
-    if model == "DeepRemaster":
+    from vsmsvsr.models import check_model
+
+    spec = check_model(model, TASKS, FUNC)
+    if spec.task == "restore":
         from vsmsvsr.filters import remaster
 
         unknown = set(remaster_args) - {"mindim", "window", "overlap"}
         if unknown:
-            raise TypeError(f"{FUNC}: unexpected argument(s) for DeepRemaster: {', '.join(sorted(unknown))}")
-        return remaster._remaster(
-            clip, references, True, remaster_args.get("mindim", remaster.DEFAULT_MINDIM),
-            remaster_args.get("window", remaster.DEFAULT_WINDOW), remaster_args.get("overlap", remaster.DEFAULT_OVERLAP),
-            weights, device, fp16, backend, scene_change, sc_threshold, FUNC)
+            raise TypeError(f"{FUNC}: unexpected argument(s) for {model}: {', '.join(sorted(unknown))}")
+        if render_factor != 32 or smooth != 0:
+            raise ValueError(f"{FUNC}: render_factor and smooth are DeOldify's; {model} takes mindim, window, overlap")
+        # Remaster's own code, with errors named after this filter
+        return remaster.remaster(clip, references=references, colorize=True, weights=weights, device=device,
+                                 fp16=fp16, backend=backend, scene_change=scene_change, sc_threshold=sc_threshold,
+                                 func=FUNC, **remaster_args)
     if remaster_args:
         raise TypeError(f"{FUNC}: unexpected argument(s) for {model}: {', '.join(sorted(remaster_args))}")
     if references is not None:
         raise ValueError(f"{FUNC}: references are used by model='DeepRemaster' only, not by {model}")
-    _check_int(render_factor, "render_factor", 7, 64)
-    _check_int(smooth, "smooth", 0, 15)
-    modes = {True: "detect", False: "none", "props": "props"}
-    if not isinstance(scene_change, (bool, str)) or scene_change not in modes:
-        raise ValueError(f"{FUNC}: scene_change must be True, False or 'props', got {scene_change!r}")
-    if weights is not None and not isinstance(weights, (str, os.PathLike)):
-        raise TypeError(f"{FUNC}: weights must be None or a path, got {type(weights).__name__}")
-    if smooth and scene_change == "detect":
+    check_int(render_factor, "render_factor", FUNC, 7, 64)
+    check_int(smooth, "smooth", FUNC, 0, 15)
+    mode = scene_change_mode(scene_change, FUNC)
+    check_weights_path(weights, FUNC)
+    if smooth and mode == "detect":
         scenecut.validate_criterion(sc_threshold, scenecut.DEFAULT_RATIO, FUNC)
 
     from vsmsvsr.engine import LayerRunner, choose_backend
@@ -127,12 +119,13 @@ def Colorize(
     # --- graph: luma -> grey square -> DeOldify -> chroma back at the clip's size ---
     tags = ColorTags.of(clip)
     side = RENDER_BASE * render_factor
-    square = core.std.Expr(core.resize.Bilinear(work_luma(clip, tags), side, side), "x 0 max 1 min")
+    square = core.std.Expr(core.resize.Bilinear(work_luma(progressive(clip, FUNC), tags), side, side),
+                           "x 0 max 1 min")
     blank = core.std.BlankClip(square, format=vs.RGBS, keep=True)
     colour = core.std.ModifyFrame(blank, [blank, square], functools.partial(_deoldify_frame, run=run))
     if smooth:
-        if scene_change != "none":
-            cuts = clip if scene_change == "props" else SceneDetect(clip, threshold=sc_threshold)
+        if mode != "none":
+            cuts = clip if mode == "props" else SceneDetect(clip, threshold=sc_threshold)
             colour = core.std.CopyFrameProps(colour, cuts, props=["_SceneChangePrev", "_SceneChangeNext"])
-        colour = core.std.AverageFrames(colour, [1] * (2 * smooth + 1), scenechange=scene_change is not False)
+        colour = core.std.AverageFrames(colour, [1] * (2 * smooth + 1), scenechange=mode != "none")
     return recombine(clip, tags, colour=colour)

@@ -7,8 +7,8 @@ subsampling, depth and sample type.
 YUV is converted with the clip's ``_Matrix``/``_Range``/``_ChromaLocation``, read once from its
 first frame when the filter is built (as vs-jetpack does) and used in both directions, so the
 round trip is exact up to rounding. Missing or unspecified tags get the defaults a player assumes:
-the matrix from the frame size (:func:`default_matrix`), limited range, left chroma siting.
-GRAY (range-expanded like luma) is copied to the three channels on the way in and is the mean of
+the matrix from the frame size (:func:`default_matrix`), limited range (for GRAY too, as resize
+assumes), left chroma siting. GRAY (range-expanded like luma) is copied to the three channels on the way in and is the mean of
 the three on the way out.
 """
 from __future__ import annotations
@@ -47,13 +47,16 @@ class ColorTags:
 
     @classmethod
     def of(cls, clip: vs.VideoNode) -> "ColorTags":
-        """Tags of ``clip``'s first frame, defaults filled in where absent (untagged GRAY is full range)."""
+        """Tags of ``clip``'s first frame, defaults filled in where absent.
+
+        Untagged YUV and GRAY are limited range, as VapourSynth's resize assumes them (an untagged
+        GRAY clip converted with ``core.resize`` elsewhere in a script gives the same levels).
+        """
         props = clip.get_frame(0).props
         matrix = int(props.get("_Matrix", _MATRIX_UNSPECIFIED))
         if matrix in (_MATRIX_RGB, _MATRIX_UNSPECIFIED):
             matrix = default_matrix(clip.width, clip.height)
-        default_range = _RANGE_LIMITED if clip.format.color_family == vs.YUV else _RANGE_FULL
-        return cls(matrix, int(props.get("_Range", default_range)),
+        return cls(matrix, int(props.get("_Range", _RANGE_LIMITED)),
                    int(props.get("_ChromaLocation", _CHROMA_LEFT)))
 
 
@@ -121,11 +124,13 @@ def _gray_format(fmt: vs.VideoFormat) -> vs.VideoFormat:
 
 
 def colour_output_format(clip: vs.VideoNode) -> vs.VideoFormat:
-    """Format of a colourised ``clip``: its own, except GRAY which becomes YUV 4:2:0 of the same
-    depth and sample type (what encoders and players expect)."""
+    """Format of a colourised ``clip``: its own, except GRAY which becomes YUV of the same depth
+    and sample type: 4:2:0 (what encoders and players expect) when width and height are even,
+    else 4:4:4 (4:2:0 cannot hold an odd size)."""
     fmt = clip.format
     if fmt.color_family == vs.GRAY:
-        return core.query_video_format(vs.YUV, fmt.sample_type, fmt.bits_per_sample, 1, 1)
+        sub = 1 if clip.width % 2 == 0 and clip.height % 2 == 0 else 0
+        return core.query_video_format(vs.YUV, fmt.sample_type, fmt.bits_per_sample, sub, sub)
     return fmt
 
 
@@ -153,7 +158,7 @@ def recombine(clip: vs.VideoNode, tags: ColorTags, luma: vs.VideoNode | None = N
             ``clip``'s; ``None`` keeps ``clip``'s chroma (GRAY stays GRAY).
 
     RGB input is split into YUV 4:4:4 with ``tags.matrix`` (full range) and put back together.
-    GRAY with ``colour`` becomes YUV 4:2:0 tagged with ``tags`` (``_Matrix``, ``_Range``,
+    GRAY with ``colour`` becomes YUV 4:2:0 (4:4:4 for an odd size) tagged with ``tags`` (``_Matrix``, ``_Range``,
     ``_ChromaLocation``).
     """
     fmt = clip.format

@@ -24,13 +24,15 @@ import vapoursynth as vs
 
 from vsmsvsr import retime, scenecut
 from vsmsvsr.filters.convert import ColorTags, check_constant_format, from_rgbs, to_rgbs
+from vsmsvsr.filters._args import check_bool, check_int, check_weights_path, progressive, scene_change_mode
 from vsmsvsr.filters.errors import named_errors
 from vsmsvsr.filters.scene import DIFF_PROP, difference_clip, is_cut_frame, scene_cut_clip, shifted
 
 core = vs.core
 
 FUNC = "vsmsvsr.Interpolate"
-MODELS = ("DAIN",)
+#: Longest clip VapourSynth can hold (``num_frames`` is a C int).
+MAX_FRAMES = 2**31 - 1
 AT_CUT = ("repeat", "blend")
 #: ``remove_duplicates``: a frame whose mean absolute luma difference to the previous one (luma in
 #: [0, 1], 64-pixel plane) is below this repeats it (about half an 8-bit code value).
@@ -153,20 +155,16 @@ def _interpolated_frame(n: int, f: list[vs.VideoFrame], cache: PairCache, key: t
 def _parse_factor(factor: object) -> Fraction:
     if isinstance(factor, bool) or not isinstance(factor, (numbers.Real, str)):
         raise TypeError(f"{FUNC}: factor must be a number or a fraction string such as '5/2', got {factor!r}")
+    if isinstance(factor, numbers.Real) and not isinstance(factor, numbers.Rational) \
+            and not math.isfinite(float(factor)):
+        raise ValueError(f"{FUNC}: factor must be a finite number > 0, got {factor!r}")
     try:
         value = Fraction(factor) if not isinstance(factor, float) else Fraction(factor).limit_denominator(1_000_000)
-    except (ValueError, ZeroDivisionError):
-        raise ValueError(f"{FUNC}: factor must be a number or a fraction string such as '5/2', got {factor!r}") from None
+    except (ValueError, ZeroDivisionError, OverflowError):
+        raise ValueError(f"{FUNC}: factor must be a number or a fraction string such as '5/2', "
+                         f"got {factor!r}") from None
     if value <= 0:
         raise ValueError(f"{FUNC}: factor must be > 0, got {factor!r}")
-    return value
-
-
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{FUNC}: {name} must be an int, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{FUNC}: {name} must be > 0, got {value}")
     return value
 
 
@@ -235,24 +233,30 @@ def Interpolate(
     if factor is not None:
         dst = Fraction(clip.fps_num, clip.fps_den) * _parse_factor(factor)
     else:
-        dst = Fraction(_check_positive_int(fps_num, "fps_num"),
-                       _check_positive_int(fps_den if fps_den is not None else 1, "fps_den"))
-    if not isinstance(model, str) or model not in MODELS:
-        raise ValueError(f"{FUNC}: model must be one of {', '.join(MODELS)}, got {model!r}")
+        dst = Fraction(check_int(fps_num, "fps_num", FUNC, 1), check_int(fps_den if fps_den is not None else 1,
+                                                                         "fps_den", FUNC, 1))
+    num_out = retime.output_length(clip.num_frames, dst / Fraction(clip.fps_num, clip.fps_den))
+    if num_out > MAX_FRAMES:
+        raise ValueError(f"{FUNC}: {clip.num_frames} frames at {dst.numerator}/{dst.denominator} fps would be "
+                         f"{num_out} frames, more than VapourSynth's limit of {MAX_FRAMES} frames per clip")
+    if max(dst.numerator, dst.denominator) > 2**63 - 1:
+        raise ValueError(f"{FUNC}: the output rate {dst.numerator}/{dst.denominator} does not fit VapourSynth's "
+                         "64-bit rate fields; give fps_num/fps_den or a simpler factor")
+    from vsmsvsr.models import check_model
+
+    check_model(model, ("interp",), FUNC)
     if at_cut not in AT_CUT:
         raise ValueError(f"{FUNC}: at_cut must be one of {', '.join(map(repr, AT_CUT))}, got {at_cut!r}")
-    if not isinstance(remove_duplicates, bool):
-        raise TypeError(f"{FUNC}: remove_duplicates must be a bool, got {remove_duplicates!r}")
+    check_bool(remove_duplicates, "remove_duplicates", FUNC)
     if isinstance(dup_threshold, bool) or not isinstance(dup_threshold, numbers.Real) or not 0 < dup_threshold < 1:
         raise ValueError(f"{FUNC}: dup_threshold must be in (0, 1), got {dup_threshold!r}")
-    modes = {True: "detect", False: "none", "props": "props"}
-    if not isinstance(scene_change, (bool, str)) or scene_change not in modes:
-        raise ValueError(f"{FUNC}: scene_change must be True, False or 'props', got {scene_change!r}")
-    if weights is not None and not isinstance(weights, (str, os.PathLike)):
-        raise TypeError(f"{FUNC}: weights must be None or a path, got {type(weights).__name__}")
+    mode = scene_change_mode(scene_change, FUNC)
+    check_weights_path(weights, FUNC, folder_ok=True)  # DAIN: also PaddleGAN's extracted program folder
     if program is not None and not isinstance(program, bool):
         raise TypeError(f"{FUNC}: program must be None, True or False, got {program!r}")
-    flags = scene_cut_clip(clip, modes[scene_change], threshold=sc_threshold, func=FUNC)
+    check_bool(fp16, "fp16", FUNC)
+    clip = progressive(clip, FUNC)
+    flags = scene_cut_clip(clip, mode, threshold=sc_threshold, func=FUNC)
 
     from vsmsvsr.engine import LayerRunner, choose_backend
     from vsmsvsr.models import load_model
@@ -268,7 +272,6 @@ def Interpolate(
     # --- timing: exact fractions ---
     num_src = clip.num_frames
     ratio = dst / Fraction(clip.fps_num, clip.fps_den)
-    num_out = retime.output_length(num_src, ratio)
     dup_threshold = float(dup_threshold) if remove_duplicates else None
 
     # --- flags of the neighbourhood of every source frame, packed into one small frame ---

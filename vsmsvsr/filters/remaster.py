@@ -19,11 +19,12 @@ import vapoursynth as vs
 
 from vsmsvsr import scenecut
 from vsmsvsr.colorspace import gray_to_lightness, lab_to_rgb, lightness_to_gray
+from vsmsvsr.filters._args import check_bool, check_int, check_weights_path, progressive, scene_change_mode
 from vsmsvsr.filters.errors import named_errors
 from vsmsvsr.filters.convert import ColorTags, check_constant_format, recombine, to_rgbs, work_luma
 from vsmsvsr.filters.scene import span_clip
 from vsmsvsr.filters.windowed import Output, windowed_clips
-from vsmsvsr.temporal import check_grid
+from vsmsvsr.temporal import check_grid, clamp_grid
 
 core = vs.core
 
@@ -34,6 +35,8 @@ DEFAULT_WINDOW = 5
 #: frames x area: at 640x352, 7 frames hold two 2.4 GB attention matrices.
 DEFAULT_OVERLAP = 1
 DEFAULT_MINDIM = 360
+#: Largest processing short side accepted (2160: a 4K frame's), whatever the clip's size.
+MINDIM_CAP = 2160
 #: Most reference images accepted (their attention grows with their number).
 MAX_REFERENCES = 64
 
@@ -82,14 +85,6 @@ def _remaster_window(frames: np.ndarray, restore: Runner, colorize: Runner | Non
     return np.concatenate([gray, rgb], axis=1)
 
 
-def _check_int(value: object, name: str, minimum: int, func: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{func}: {name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{func}: {name} must be >= {minimum}, got {value}")
-    return value
-
-
 def Remaster(
     clip: vs.VideoNode,
     references: References = None,
@@ -116,7 +111,8 @@ def Remaster(
             colourises without references. At most 64.
         colorize: also run the colorization network (default False: restoration only).
         mindim: processing size: the short side is scaled to ``mindim`` pixels (default 360,
-            PaddleGAN's), both sides rounded to multiples of 16. Memory and time grow
+            PaddleGAN's), both sides rounded to multiples of 16; 16 to 4x the clip's short side
+            (at least 360, at most 2160). Memory and time grow
             quadratically with the processing area (see ``window``).
         window: output frames per temporal window (default 5, PaddleGAN's block). Windows sit on
             a fixed grid, so output never depends on request order or thread count.
@@ -127,27 +123,38 @@ def Remaster(
         weights: ``.pdparams`` path (``{'modelR': ..., 'modelC': ...}``); ``None`` = the official file.
         device, fp16, backend, scene_change, sc_threshold: see :func:`vsmsvsr.Upscale`.
     """
-    return _remaster(clip, references, colorize, mindim, window, overlap, weights, device, fp16, backend,
-                     scene_change, sc_threshold, FUNC)
+    return remaster(clip, references=references, colorize=colorize, mindim=mindim, window=window,
+                    overlap=overlap, weights=weights, device=device, fp16=fp16, backend=backend,
+                    scene_change=scene_change, sc_threshold=sc_threshold, func=FUNC)
 
 
-def _remaster(clip, references, colorize, mindim, window, overlap, weights, device, fp16, backend,
-              scene_change, sc_threshold, func: str) -> vs.VideoNode:
+def max_mindim(width: int, height: int) -> int:
+    """Largest ``mindim`` accepted for a clip of ``width x height``: 4x its short side (at least
+    the default, so small clips can be worked at PaddleGAN's size), never above :data:`MINDIM_CAP`."""
+    return min(MINDIM_CAP, max(DEFAULT_MINDIM, 4 * min(width, height)))
+
+
+def remaster(clip: vs.VideoNode, *, references: References = None, colorize: bool = False,
+             mindim: int = DEFAULT_MINDIM, window: int = DEFAULT_WINDOW, overlap: int = DEFAULT_OVERLAP,
+             weights: str | os.PathLike | None = None, device: str | None = None, fp16: bool = False,
+             backend: str = "auto", scene_change: bool | str = True,
+             sc_threshold: float = scenecut.DEFAULT_THRESHOLD, func: str = FUNC) -> vs.VideoNode:
+    """:func:`Remaster` with errors named ``func`` (``Colorize(model="DeepRemaster")`` calls it)."""
     # --- checks first, before any weights are touched ---
     check_constant_format(clip, func)
-    if not isinstance(colorize, bool):
-        raise TypeError(f"{func}: colorize must be a bool, got {colorize!r}")
-    _check_int(mindim, "mindim", 16, func)
+    check_bool(colorize, "colorize", func)
+    check_int(mindim, "mindim", func, 16)
+    if mindim > max_mindim(clip.width, clip.height):
+        raise ValueError(f"{func}: mindim must be <= {max_mindim(clip.width, clip.height)} for a "
+                         f"{clip.width}x{clip.height} clip (4x its short side, at most {MINDIM_CAP}), got {mindim}")
     _, window, overlap = check_grid(max(clip.num_frames, 1), window, overlap, func)
-    modes = {True: "detect", False: "none", "props": "props"}
-    if not isinstance(scene_change, (bool, str)) or scene_change not in modes:
-        raise ValueError(f"{func}: scene_change must be True, False or 'props', got {scene_change!r}")
-    if weights is not None and not isinstance(weights, (str, os.PathLike)):
-        raise TypeError(f"{func}: weights must be None or a path, got {type(weights).__name__}")
+    window, overlap = clamp_grid(clip.num_frames, window, overlap)
+    mode = scene_change_mode(scene_change, func)
     if references is not None and not colorize:
         raise ValueError(f"{func}: references are only used with colorize=True")
+    check_weights_path(weights, func)  # last: the other checks never need the file
     refs = _reference_array(references, func) if references is not None else None
-    spans = span_clip(clip, window, overlap, modes[scene_change], threshold=sc_threshold, func=func)
+    spans = span_clip(clip, window, overlap, mode, threshold=sc_threshold, func=func)
 
     from vsmsvsr.engine import LayerRunner, choose_backend
     from vsmsvsr.models import load_model
@@ -161,7 +168,7 @@ def _remaster(clip, references, colorize, mindim, window, overlap, weights, devi
 
     # --- graph: luma -> processing size -> windows -> residual luma (+ colour) at the clip's size ---
     tags = ColorTags.of(clip)
-    luma = work_luma(clip, tags)
+    luma = work_luma(progressive(clip, func), tags)
     pw, ph = processing_size(clip.width, clip.height, mindim)
     small = core.std.Expr(core.resize.Bicubic(luma, pw, ph), "x 0 max 1 min")
     outputs = [Output(core.std.BlankClip(small, length=1))]

@@ -6,11 +6,12 @@ import functools
 import vapoursynth as vs
 
 from vsmsvsr import scenecut
+from vsmsvsr.filters._args import check_bool, check_int, check_weights_path, progressive, scene_change_mode
 from vsmsvsr.filters.errors import named_errors
 from vsmsvsr.filters.convert import ColorTags, check_constant_format, from_rgbs, to_rgbs
 from vsmsvsr.filters.scene import span_clip
 from vsmsvsr.filters.windowed import Output, windowed_clips
-from vsmsvsr.temporal import check_grid
+from vsmsvsr.temporal import check_grid, clamp_grid
 
 core = vs.core
 
@@ -22,14 +23,6 @@ DEFAULT_WINDOW = 10
 DEFAULT_OVERLAP = 4
 MIN_TILE = 64
 DEFAULT_TILE_OVERLAP = 16
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{FUNC}: {name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{FUNC}: {name} must be >= {minimum}, got {value}")
-    return value
-
-
 def Upscale(
     clip: vs.VideoNode,
     model: str = "PP-MSVSR",
@@ -74,23 +67,24 @@ def Upscale(
     """
     # --- checks first, before any weights are touched ---
     check_constant_format(clip, FUNC)
-    from vsmsvsr.models import get_spec
+    from vsmsvsr.models import check_model
 
-    get_spec(model, who=FUNC)
+    check_model(model, ("vsr",), FUNC)
     _, window, overlap = check_grid(max(clip.num_frames, 1), window, overlap, FUNC)
+    # A window longer than the clip computes what window=num_frames computes: clamping keeps the
+    # frames the same and the graph (2 * (window + overlap) shifted clips) as small as the clip.
+    window, overlap = clamp_grid(clip.num_frames, window, overlap)
     if tile != 0:
-        _check_int(tile, "tile", MIN_TILE)
-    _check_int(tile_overlap, "tile_overlap", 0)
+        check_int(tile, "tile", FUNC, MIN_TILE)
+    check_int(tile_overlap, "tile_overlap", FUNC, 0)
     if tile and tile_overlap >= tile // 2:
         raise ValueError(f"{FUNC}: tile_overlap must be < tile / 2, got {tile_overlap} for tile {tile}")
-    modes = {True: "detect", False: "none", "props": "props"}
-    if not isinstance(scene_change, (bool, str)) or scene_change not in modes:
-        raise ValueError(f"{FUNC}: scene_change must be True, False or 'props', got {scene_change!r}")
-    if not isinstance(fp16, bool):
-        raise TypeError(f"{FUNC}: fp16 must be a bool, got {fp16!r}")
+    mode = scene_change_mode(scene_change, FUNC)
+    check_bool(fp16, "fp16", FUNC)
+    check_weights_path(weights, FUNC)  # last: the other checks never need the file
 
     # span_clip validates sc_threshold too, and loads nothing.
-    spans = span_clip(clip, window, overlap, modes[scene_change], threshold=sc_threshold, func=FUNC)
+    spans = span_clip(clip, window, overlap, mode, threshold=sc_threshold, func=FUNC)
 
     from vsmsvsr.engine import Engine, run_window
 
@@ -100,7 +94,7 @@ def Upscale(
 
     # --- graph: work clip -> windows -> back to the input's format ---
     tags = None if clip.format.color_family == vs.RGB else ColorTags.of(clip)
-    work = core.std.Expr(to_rgbs(clip, tags), "x 0 max 1 min")  # the network was trained on [0, 1]
+    work = core.std.Expr(to_rgbs(progressive(clip, FUNC), tags), "x 0 max 1 min")  # the network was trained on [0, 1]
     template = core.std.BlankClip(work, width=clip.width * SCALE, height=clip.height * SCALE, length=1)
     (upscaled,) = windowed_clips(work, spans, window, overlap, runner, [Output(template)])
     rgb = core.std.Expr(upscaled, "x 0 max 1 min")

@@ -22,7 +22,11 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Union
 if TYPE_CHECKING:  # pragma: no cover
     import paddle
 
-__all__ = ["ModelSpec", "MODEL_SPECS", "list_models", "get_spec", "build_model", "load_model"]
+__all__ = ["ModelSpec", "MODEL_SPECS", "TASKS", "list_models", "models_for", "check_model", "get_spec", "build_model",
+           "load_model"]
+
+#: What a model does; each filter serves one task (see :func:`models_for`).
+TASKS = ("vsr", "interp", "colorize", "restore")
 
 #: weights argument of :func:`load_model`: a file path, an in-memory state dict or container.
 WeightsArg = Union[str, os.PathLike, Mapping[str, Any], None]
@@ -34,6 +38,9 @@ class ModelSpec:
 
     Attributes:
         name: public model name (``"PP-MSVSR"``).
+        task: what the model does, one of :data:`TASKS`: ``"vsr"`` (x4 video super-resolution,
+            ``msvsr.Upscale``), ``"interp"`` (frame interpolation, ``msvsr.Interpolate``),
+            ``"colorize"`` (``msvsr.Colorize``) or ``"restore"`` (``msvsr.Remaster``).
         architecture: ``"package.module:Class"`` or a callable; called with ``kwargs``.
         kwargs: constructor keyword arguments (read-only mapping).
         weights: key of the official file in ``vsmsvsr.weights.OFFICIAL``.
@@ -49,6 +56,7 @@ class ModelSpec:
     """
 
     name: str
+    task: str
     architecture: Union[str, Callable[..., Any]]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     weights: str | None = None
@@ -57,6 +65,8 @@ class ModelSpec:
     description: str = ""
 
     def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"ModelSpec {self.name!r}: task must be one of {', '.join(TASKS)}, got {self.task!r}")
         object.__setattr__(self, "kwargs", MappingProxyType(dict(self.kwargs)))
         if self.container is not None:
             object.__setattr__(self, "container", MappingProxyType(dict(self.container)))
@@ -89,21 +99,21 @@ _MSVSR_L_KWARGS = dict(
 MODEL_SPECS: Mapping[str, ModelSpec] = MappingProxyType({
     spec.name: spec
     for spec in (
-        ModelSpec("PP-MSVSR", _MSVSR, {}, weights="PP-MSVSR", container=_GENERATOR,
+        ModelSpec("PP-MSVSR", "vsr", _MSVSR, {}, weights="PP-MSVSR", container=_GENERATOR,
                   description="PP-MSVSR x4 video super-resolution, REDS (bicubic degradation), 1.45 M parameters"),
-        ModelSpec("PP-MSVSR-L", _MSVSR, _MSVSR_L_KWARGS, weights="PP-MSVSR-L", container=_GENERATOR,
+        ModelSpec("PP-MSVSR-L", "vsr", _MSVSR, _MSVSR_L_KWARGS, weights="PP-MSVSR-L", container=_GENERATOR,
                   description="PP-MSVSR-L x4 video super-resolution, REDS, larger and slower, 7.42 M parameters"),
-        ModelSpec("PP-MSVSR-BD", _MSVSR, {}, weights="PP-MSVSR-BD", container=_GENERATOR,
+        ModelSpec("PP-MSVSR-BD", "vsr", _MSVSR, {}, weights="PP-MSVSR-BD", container=_GENERATOR,
                   description="PP-MSVSR x4 video super-resolution, Vimeo90K (blur + downsampling degradation)"),
-        ModelSpec("DeOldify", "vsmsvsr.models.deoldify:DeOldify", {"model_type": "stable"}, weights="DeOldify",
+        ModelSpec("DeOldify", "colorize", "vsmsvsr.models.deoldify:DeOldify", {"model_type": "stable"}, weights="DeOldify",
                   description="DeOldify stable colorization (ResNet-101 encoder, wide U-Net decoder), per frame"),
-        ModelSpec("DeOldify-artistic", "vsmsvsr.models.deoldify:DeOldify", {"model_type": "artistic"},
+        ModelSpec("DeOldify-artistic", "colorize", "vsmsvsr.models.deoldify:DeOldify", {"model_type": "artistic"},
                   weights="DeOldify-artistic",
                   description="DeOldify artistic colorization (ResNet-34 encoder, deep U-Net decoder), per frame"),
-        ModelSpec("DeepRemaster", "vsmsvsr.models.remaster:DeepRemaster", {}, weights="DeepRemaster",
+        ModelSpec("DeepRemaster", "restore", "vsmsvsr.models.remaster:DeepRemaster", {}, weights="DeepRemaster",
                   container={"modelR": "restoration", "modelC": "colorization"},
                   description="DeepRemaster film restoration (R) and reference-based colorization (C)"),
-        ModelSpec("DAIN", "vsmsvsr.models.dain:DAIN", {}, weights="DAIN", reader="vsmsvsr.models.dain_weights:read_weights",
+        ModelSpec("DAIN", "interp", "vsmsvsr.models.dain:DAIN", {}, weights="DAIN", reader="vsmsvsr.models.dain_weights:read_weights",
                   description="DAIN depth-aware frame interpolation (PWC-Net flow), any time t in (0, 1)"),
     )
 })
@@ -112,6 +122,28 @@ MODEL_SPECS: Mapping[str, ModelSpec] = MappingProxyType({
 def list_models() -> tuple[str, ...]:
     """Names of all models, in listing order."""
     return tuple(MODEL_SPECS)
+
+
+def models_for(*tasks: str) -> tuple[str, ...]:
+    """Names of the models serving any of ``tasks``, in listing order."""
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"vsmsvsr.models_for: unknown task(s) {', '.join(map(repr, unknown))}; valid: {', '.join(TASKS)}")
+    return tuple(name for name, spec in MODEL_SPECS.items() if spec.task in tasks)
+
+
+def check_model(name: object, tasks: tuple[str, ...], who: str) -> ModelSpec:
+    """The spec of ``name`` if it serves one of ``tasks``; else ``ValueError``/``TypeError``
+    naming ``who`` and listing the models it accepts (``vsmsvsr.Upscale: model must be one of
+    PP-MSVSR, PP-MSVSR-L, PP-MSVSR-BD, got 'DeOldify'``)."""
+    valid = models_for(*tasks)
+    if not isinstance(name, str):
+        raise TypeError(f"{who}: model must be one of {', '.join(valid)}, got {name!r}")
+    if name not in valid:
+        close = [n for n in valid if n.lower() == name.lower()]
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{who}: model must be one of {', '.join(valid)}, got {name!r}{hint}")
+    return MODEL_SPECS[name]
 
 
 def get_spec(name: str, *, who: str = "vsmsvsr.get_spec") -> ModelSpec:
