@@ -166,7 +166,9 @@ def test_ctrl_c_leaves_nothing(tmp_path):
         enhance.encode(core.std.ModifyFrame(clip, clip, slow), sys.argv[1], progress=False)
     """)
     folder = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-c", script, str(folder / "result.mkv")], stderr=subprocess.PIPE)
+    # SIGINT's default disposition in the child: under `nohup ... &` it would inherit SIG_IGN.
+    proc = subprocess.Popen([sys.executable, "-c", script, str(folder / "result.mkv")], stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not any(".video.mkv" in name for name in _listing(folder)):  # the encoder is running
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()

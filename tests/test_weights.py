@@ -19,7 +19,12 @@ import pytest
 from vsmsvsr import weights
 from vsmsvsr.weights import WeightFile, WeightsError
 
-PAYLOAD = os.urandom(3 * 1024 * 1024 + 123)  # larger than one read chunk
+# A .pdparams file (a pickled state dict) larger than one read chunk: downloads are accepted only
+# when they read as weights.
+PAYLOAD = pickle.dumps({"w": np.frombuffer(os.urandom(3 * 1024 * 1024 + 123), np.uint8)}, protocol=4)
+HTML = b"<!DOCTYPE html><html><body><h1>Proxy login</h1></body></html>\n"
+#: Bodies served under /mirror/<path>: set by the tests (e.g. keyed PP-MSVSR weights).
+MIRROR_FILES: dict[str, bytes] = {}
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -43,6 +48,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(PAYLOAD[: len(PAYLOAD) // 2])
             self.wfile.flush()
             self.close_connection = True
+        elif self.path.startswith("/html/"):  # a captive portal or proxy error page, with status 200
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(HTML)))
+            self.end_headers()
+            self.wfile.write(HTML)
+        elif self.path.startswith("/cut/"):  # no Content-Length, connection closed half-way
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(PAYLOAD[: len(PAYLOAD) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+        elif self.path.startswith("/mirror/") and self.path[len("/mirror"):] in MIRROR_FILES:
+            body = MIRROR_FILES[self.path[len("/mirror"):]]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
         elif self.path.startswith("/stall/"):
             self.send_response(200)
             self.send_header("Content-Length", str(len(PAYLOAD)))
@@ -144,6 +167,85 @@ def test_stalled_server_times_out_and_leaves_nothing(server, home, monkeypatch):
         weights.fetch("Test", progress=False, read_timeout=0.5)
     assert time.monotonic() - start < _Handler.stall_seconds
     assert _leftovers(home) == []
+
+
+@pytest.mark.parametrize("route, why", [("html", "not a .pdparams file"), ("cut", "not a .pdparams file")])
+def test_a_body_that_is_not_weights_is_never_cached(server, home, monkeypatch, route, why):
+    entry = _register(monkeypatch, server, route)
+    with pytest.raises(WeightsError, match=rf"did not give Test's weights, so nothing was cached: .*{why}") as info:
+        weights.fetch("Test", progress=False)
+    assert entry.url in str(info.value) and "place it at" in str(info.value)
+    assert _leftovers(home) == []
+
+
+@pytest.fixture
+def mirror(server, monkeypatch):
+    monkeypatch.setenv(weights.MIRROR_ENV, f"{server}/mirror/")
+    MIRROR_FILES.clear()
+    yield f"{server}/mirror"
+    MIRROR_FILES.clear()
+
+
+def _pdparams(obj) -> bytes:
+    import paddle
+
+    buffer = io.BytesIO()
+    paddle.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def test_mirror_replaces_the_official_base_url(mirror, home):
+    from tests.keyed import model_weights
+
+    entry = weights.OFFICIAL["PP-MSVSR"]
+    assert entry.source_url == f"{mirror}/models/PP-MSVSR_reds_x4.pdparams"
+    MIRROR_FILES["/models/PP-MSVSR_reds_x4.pdparams"] = _pdparams({"generator": model_weights("msvsr")})
+    path = weights.fetch("PP-MSVSR", progress=False)
+    assert path == home / "weights" / "PP-MSVSR_reds_x4.pdparams"
+    assert weights.verify("PP-MSVSR") == "ok"
+
+
+def test_mirror_file_of_another_model_is_refused_and_not_cached(mirror, home):
+    from tests.keyed import model_weights
+
+    # PP-MSVSR's weights where PP-MSVSR-L's are expected: a valid .pdparams that does not fit
+    MIRROR_FILES["/models/PP-MSVSR-L_reds_x4.pdparams"] = _pdparams({"generator": model_weights("msvsr")})
+    with pytest.raises(WeightsError, match=r"PP-MSVSR-L_reds_x4\.pdparams did not give PP-MSVSR-L's weights, "
+                                           r"so nothing was cached: .*do not fit this model"):
+        weights.fetch("PP-MSVSR-L", progress=False)
+    assert _leftovers(home) == []
+
+
+def test_mirror_html_page_for_a_model_is_refused(mirror, home, server):
+    MIRROR_FILES["/applications/DAIN_weight.tar"] = HTML
+    with pytest.raises(WeightsError, match=r"did not give DAIN's weights, so nothing was cached"):
+        weights.fetch("DAIN", progress=False)
+    assert _leftovers(home) == []
+
+
+def test_poisoned_cache_entry_names_the_command_that_removes_it(home):
+    from vsmsvsr.models import load_model
+
+    path = weights.cached_path("PP-MSVSR")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(HTML)  # cached by an earlier version, or by hand
+    with pytest.raises(WeightsError, match=r"python -m vsmsvsr weights remove PP-MSVSR") as info:
+        load_model("PP-MSVSR")
+    assert str(path) in str(info.value)
+    proc = subprocess.run([sys.executable, "-m", "vsmsvsr", "weights", "remove", "PP-MSVSR"],
+                          env=dict(os.environ, VSMSVSR_HOME=str(home)), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == f"removed {path}"
+    assert not path.exists() and not path.with_name(path.name + ".sha256").exists()
+
+
+def test_cli_list_shows_the_mirror_url(tmp_path, server):
+    env = dict(os.environ, VSMSVSR_HOME=str(tmp_path), VSMSVSR_WEIGHTS_MIRROR="http://127.0.0.1:8080/pg")
+    proc = subprocess.run([sys.executable, "-m", "vsmsvsr", "weights", "list"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "http://127.0.0.1:8080/pg/applications/DAIN_weight.tar" in proc.stdout
+    assert "bcebos" not in proc.stdout
 
 
 def test_corrupted_cached_file_fails_verification(server, home, monkeypatch):

@@ -3,16 +3,22 @@
 ``weights list | download NAME|all | verify [NAME] | path NAME``: results (tables, paths) go to
 stdout. ``enhance``: PaddleGAN's video-enhance flags (see :mod:`vsmsvsr.enhance`); it writes
 nothing to stdout. Progress and messages go to stderr. A failure prints one line naming what went
-wrong and exits with status 1 (2 for invalid flags, 130 for Ctrl-C), without a traceback.
+wrong and exits with status 1 (2 for invalid flags), without a traceback. SIGINT (Ctrl-C) and
+SIGTERM stop it cleanly (encoder ended, temporary files removed, an existing output untouched)
+with status 130 and 143.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.abc
+import importlib.util
 import logging
 import shlex
+import signal
 import sys
 import warnings
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 from vsmsvsr import weights
 
@@ -38,7 +44,7 @@ def _weights_list(_: argparse.Namespace) -> int:
     for name, entry in weights.OFFICIAL.items():
         path = weights.cached_path(name)
         size = _human(path.stat().st_size) if path.is_file() else "-"
-        rows.append((name, weights.status(name), size, str(path), entry.url))
+        rows.append((name, weights.status(name), size, str(path), entry.source_url))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] + "\n")
@@ -67,22 +73,27 @@ def _weights_verify(args: argparse.Namespace) -> int:
             continue
         try:
             result = weights.verify(name)
-            _check_fits_model(name)
         except weights.WeightsError as exc:
             sys.stdout.write(f"{name}: FAILED\n")
             logging.getLogger("vsmsvsr").error("%s", exc)
+            failed += 1
+            continue
+        try:
+            weights.check_file(name, weights.cached_path(name))
+        except weights.WeightsError as exc:
+            sys.stdout.write(f"{name}: FAILED\n")
+            logging.getLogger("vsmsvsr").error("%s: %s", exc, weights.bad_cache_hint(name, weights.cached_path(name)))
             failed += 1
         else:
             sys.stdout.write(f"{name}: {result}\n")
     return 1 if failed else 0
 
 
-def _check_fits_model(name: str) -> None:
-    """A file is accepted only if its keys and shapes fit the architecture exactly."""
-    from vsmsvsr.models import MODEL_SPECS, load_model
-
-    if name in MODEL_SPECS:
-        load_model(name, weights=weights.cached_path(name), device="cpu")
+def _weights_remove(args: argparse.Namespace) -> int:
+    for name in _names(args.name):
+        for path in weights.remove(name):
+            sys.stdout.write(f"removed {path}\n")
+    return 0
 
 
 def _weights_path(args: argparse.Namespace) -> int:
@@ -189,20 +200,114 @@ def build_enhance_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: raised in the main thread so that every ``finally`` and
+    ``except BaseException`` on the way out runs (the encoder is ended, temporary files removed)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> "Iterator[list[int]]":
+    """SIGINT and SIGTERM stop the command the same way, as :class:`Interrupted`.
+
+    Yields the list of signals received, so that a job that fails for another reason after the
+    signal (the encoder, which got the signal too, closing its pipe) still exits as interrupted.
+    A signal ignored when the command started (SIGINT in a background job of a non-interactive
+    shell, ``nohup``) stays ignored, as the shell meant.
+    """
+    received: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:  # a second signal while cleaning up must not cut the clean-up short
+            raise Interrupted(signum)
+
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        current = signal.getsignal(signum)
+        if current in (signal.SIG_DFL, signal.default_int_handler):
+            previous[signum] = current
+            signal.signal(signum, handler)
+
+    def reinstall() -> None:
+        for signum in previous:
+            signal.signal(signum, handler)
+
+    hook = _AfterImport("paddle", reinstall) if previous and "paddle" not in sys.modules else None
+    if hook is not None:
+        sys.meta_path.insert(0, hook)
+    try:
+        yield received
+    finally:
+        if hook in sys.meta_path:
+            sys.meta_path.remove(hook)
+        for signum, current in previous.items():
+            signal.signal(signum, current)
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs ``callback`` once module ``name`` has been imported (wherever that happens).
+
+    ``import paddle`` installs Paddle's own C handlers for SIGTERM (and others), which print a
+    stack and kill the process; the command's clean stop must win, so it is put back right after.
+    """
+
+    def __init__(self, name: str, callback: "Callable[[], None]") -> None:
+        self._name, self._callback = name, callback
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None):
+        if fullname != self._name:
+            return None
+        sys.meta_path.remove(self)  # find the real spec with the other finders, once
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        original, callback = spec.loader, self._callback
+
+        class Loader(importlib.abc.Loader):
+            def create_module(self, spec):  # noqa: ANN001 - importlib protocol
+                return original.create_module(spec)
+
+            def exec_module(self, module):  # noqa: ANN001 - importlib protocol
+                original.exec_module(module)
+                callback()
+
+            def __getattr__(self, attr: str):  # resources, get_filename...: the real loader's
+                return getattr(original, attr)
+
+        spec.loader = Loader()
+        return spec
+
+
 def _run(func, args: argparse.Namespace) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
-    try:
-        with warnings.catch_warnings():
-            # `import paddle` warns on every start that ccache (for compiling C++ extensions, which
-            # vsmsvsr never does) is missing: it would be the first line of every job's stderr.
-            warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
-            return func(args)
-    except weights.WeightsError as exc:
-        logging.getLogger("vsmsvsr").error("%s", exc)
-        return 1
-    except KeyboardInterrupt:
-        logging.getLogger("vsmsvsr").error("interrupted")
-        return 130
+    log = logging.getLogger("vsmsvsr")
+    with _stop_on_signals() as received:
+        try:
+            with warnings.catch_warnings():
+                # `import paddle` warns on every start that ccache (for compiling C++ extensions, which
+                # vsmsvsr never does) is missing: it would be the first line of every job's stderr.
+                warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
+                code = func(args)
+        except BaseException as exc:  # noqa: BLE001 - after a signal, whatever surfaced is its effect
+            if received:
+                pass
+            elif isinstance(exc, weights.WeightsError):
+                log.error("%s", exc)
+                return 1
+            elif isinstance(exc, KeyboardInterrupt):  # SIGINT through a handler a caller installed
+                log.error("interrupted")
+                return 130
+            else:
+                raise
+        if not received:
+            return code
+    signum = received[0]
+    log.error("interrupted by %s: stopped, temporary files removed", signal.Signals(signum).name)
+    return 128 + signum
 
 
 def enhance_main(argv: Sequence[str] | None = None) -> int:
@@ -227,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "and the model's keys and shapes")
     v.add_argument("name", nargs="?", help="one model (default: every cached file)")
     v.set_defaults(func=_weights_verify)
+    r = wsub.add_parser("remove", help="delete NAME's cached file (or all), e.g. a bad download")
+    r.add_argument("name", help=f"one of {', '.join(weights.OFFICIAL)}, or all")
+    r.set_defaults(func=_weights_remove)
     p = wsub.add_parser("path", help="print where NAME's file is (or goes) in the cache")
     p.add_argument("name")
     p.set_defaults(func=_weights_path)

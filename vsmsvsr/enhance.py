@@ -373,6 +373,23 @@ def _check_paths(input_path: Path, output: Path, encoder: str) -> None:
         raise EnhanceError(f"{FUNC}: output {str(output)!r} is the input file")
     if output.is_dir():
         raise EnhanceError(f"{FUNC}: output {str(output)!r} is a folder; give a file name")
+    _check_writable(output)
+
+
+def _check_writable(output: Path) -> None:
+    """The folder of ``output`` (or the deepest part of it that exists) takes new files: tried
+    with a real temporary file, which also catches read-only mounts and full quotas."""
+    folder = output.absolute().parent
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise EnhanceError(f"{FUNC}: cannot write {str(output)!r}: {str(existing)!r} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".vsmsvsr-write-check-")
+    except OSError as exc:
+        raise EnhanceError(f"{FUNC}: cannot write {str(output)!r}: the folder {str(existing)!r} is not "
+                           f"writable ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def resolve_weights(settings: EnhanceSettings, *, progress: bool = True) -> dict[str, Path]:

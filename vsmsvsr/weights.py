@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
 import hashlib
 import http.client
 import io
 import logging
 import os
 import pickle
+import re
 import sys
 import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Mapping
+from typing import Any, BinaryIO, Callable, Mapping
 
 import numpy as np
 
@@ -38,6 +40,7 @@ __all__ = [
     "cached_path",
     "fetch",
     "download",
+    "remove",
     "verify",
     "status",
     "load_state_dict",
@@ -46,7 +49,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_PREFIX = re.compile(r"^vsmsvsr\.[\w.]+: ")
+
 _BASE = "https://paddlegan.bj.bcebos.com"
+#: Environment variable naming a mirror that replaces :data:`_BASE` in every official URL.
+MIRROR_ENV = "VSMSVSR_WEIGHTS_MIRROR"
 
 
 class WeightsError(ValueError):
@@ -72,6 +79,15 @@ class WeightFile:
     @property
     def filename(self) -> str:
         return self.url.rsplit("/", 1)[-1]
+
+    @property
+    def source_url(self) -> str:
+        """Where the file is downloaded from: ``url``, or with ``$VSMSVSR_WEIGHTS_MIRROR`` set, the
+        same path under the mirror (``https://paddlegan.bj.bcebos.com/models/X`` -> ``<mirror>/models/X``)."""
+        mirror = os.environ.get(MIRROR_ENV, "").strip().rstrip("/")
+        if mirror and self.url.startswith(_BASE + "/"):
+            return mirror + self.url[len(_BASE):]
+        return self.url
 
 
 #: Every official file the project uses, by model name.
@@ -156,7 +172,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def _place_by_hand(entry: WeightFile, path: Path) -> str:
     return (
-        f"Download {entry.url} by other means and place it at {path} "
+        f"Download {entry.source_url} by other means and place it at {path} "
         f"(or pass the file's path explicitly as weights=...)."
     )
 
@@ -193,16 +209,20 @@ def download(
     connect_timeout: float = CONNECT_TIMEOUT,
     read_timeout: float = READ_TIMEOUT,
     progress: bool = True,
+    check: Callable[[Path], None] | None = None,
 ) -> str:
-    """Download ``entry.url`` to ``dest`` atomically and return its sha256 (hex).
+    """Download ``entry.source_url`` to ``dest`` atomically and return its sha256 (hex).
 
-    The body goes to a temporary file beside ``dest`` and is renamed over it only when complete:
-    after any failure (HTTP error, timeout, body shorter or longer than Content-Length, checksum
-    mismatch, Ctrl-C) nothing exists at ``dest``. A progress bar goes to stderr.
+    The body goes to a temporary file beside ``dest`` and is renamed over it only when complete
+    and, with ``check``, accepted by ``check(temporary path)`` (which raises :class:`WeightsError`
+    otherwise): after any failure (HTTP error, timeout, body shorter or longer than
+    Content-Length, checksum mismatch, a file that is not the expected weights, Ctrl-C) nothing
+    exists at ``dest``. A progress bar goes to stderr.
     Raises :class:`WeightsError` naming the URL and the path to place the file by hand.
     """
     from tqdm import tqdm
 
+    url = entry.source_url
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     tmp = Path(tmp_name)
@@ -211,7 +231,7 @@ def download(
     try:
         with os.fdopen(fd, "wb") as out:
             try:
-                response = _open(entry.url, connect_timeout, read_timeout)
+                response = _open(url, connect_timeout, read_timeout)
                 with response:
                     length = response.headers.get("Content-Length")
                     expected = int(length) if length is not None else None
@@ -231,17 +251,17 @@ def download(
                 truncated = True  # the server closed the connection before the announced end
             except TimeoutError:
                 raise WeightsError(
-                    f"vsmsvsr.weights: download of {entry.filename} from {entry.url} stalled: no data for "
+                    f"vsmsvsr.weights: download of {entry.filename} from {url} stalled: no data for "
                     f"{read_timeout:g} s after {received} bytes. {_place_by_hand(entry, dest)}"
                 ) from None
             except Exception as exc:  # noqa: BLE001 - every failure becomes one clear message
                 raise WeightsError(
                     f"vsmsvsr.weights: could not download {entry.model} weights ({entry.filename}) "
-                    f"from {entry.url}: {_describe(exc)}. {_place_by_hand(entry, dest)}"
+                    f"from {url}: {_describe(exc)}. {_place_by_hand(entry, dest)}"
                 ) from None
             if truncated or (expected is not None and received != expected):
                 raise WeightsError(
-                    f"vsmsvsr.weights: truncated download of {entry.filename} from {entry.url}: "
+                    f"vsmsvsr.weights: truncated download of {entry.filename} from {url}: "
                     f"got {received} of {expected if expected is not None else '?'} bytes. "
                     f"{_place_by_hand(entry, dest)}"
                 )
@@ -250,9 +270,18 @@ def download(
         sha = digest.hexdigest()
         if entry.sha256 is not None and sha != entry.sha256:
             raise WeightsError(
-                f"vsmsvsr.weights: {entry.filename} from {entry.url} has sha256 {sha}, "
+                f"vsmsvsr.weights: {entry.filename} from {url} has sha256 {sha}, "
                 f"expected {entry.sha256}; the download is corrupt or the file was replaced upstream."
             )
+        if check is not None:
+            try:
+                check(tmp)
+            except WeightsError as exc:
+                raise WeightsError(
+                    f"vsmsvsr.weights: {url} did not give {entry.model}'s weights, so nothing was cached: "
+                    f"{_PREFIX.sub('', str(exc), count=1)} (a proxy's or mirror's error page, or a cut-short "
+                    f"download?). {_place_by_hand(entry, dest)}"
+                ) from None
         os.replace(tmp, dest)
         return sha
     finally:
@@ -278,12 +307,42 @@ def fetch(
     if path.is_file():
         verify(name)
         return path
-    log.info("downloading %s weights from %s to %s", name, entry.url, path)
+    log.info("downloading %s weights from %s to %s", name, entry.source_url, path)
     sha = download(entry, path, connect_timeout=connect_timeout,
-                   read_timeout=read_timeout, progress=progress)
+                   read_timeout=read_timeout, progress=progress, check=functools.partial(check_file, name))
     _write_atomic(_sha_record(path), f"{sha}  {entry.filename}\n".encode())
     log.info("saved %s (sha256 %s)", path, sha)
     return path
+
+
+def check_file(name: str, path: Path) -> None:
+    """Raise :class:`WeightsError` unless ``path`` holds weights of model ``name``: for a model of
+    :data:`vsmsvsr.models.MODEL_SPECS`, readable by its reader with exactly its architecture's
+    keys and shapes; for any other registered name, a readable ``.pdparams`` file."""
+    from vsmsvsr import models
+
+    if name in models.MODEL_SPECS:
+        models.check_weights_file(name, path, what=f"the file")
+    else:
+        load_state_dict(path)
+
+
+def remove(name: str) -> list[Path]:
+    """Delete model ``name``'s cached file and its checksum record; returns what was deleted."""
+    path = cached_path(name)
+    removed = []
+    for p in (path, _sha_record(path)):
+        if p.is_file():
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+def bad_cache_hint(name: str, path: Path) -> str:
+    """What to tell a user whose cached official file of ``name`` does not load."""
+    return (f"{path} is in the cache as {name}'s official file but is not a file of that model (an "
+            f"error page or a cut-short download?); remove it with `python -m vsmsvsr weights remove {name}` "
+            f"and download it again (`python -m vsmsvsr weights download {name}`)")
 
 
 def verify(name: str) -> str:

@@ -60,9 +60,23 @@ def test_gray_becomes_yuv420_at_the_same_depth(weights, city, fmt, expected):
     # tagged with what was used: the matrix for the size, the range of the grey input (limited:
     # it was cut out of a limited YUV clip), left siting
     assert (frame.props["_Matrix"], frame.props["_Range"], frame.props["_ChromaLocation"]) == (6, 0, 0)
-    # an untagged grey clip is full range, and stays so
+    # an untagged grey clip is limited range, as VapourSynth's resize assumes it, and tagged so
     untagged = core.std.RemoveFrameProps(gray, ["_Range", "_Matrix"])
-    assert _colorize(untagged, weights).get_frame(0).props["_Range"] == 1
+    assert _colorize(untagged, weights).get_frame(0).props["_Range"] == int(vs.RANGE_LIMITED)
+    # a full-range tag is honoured
+    full = core.std.SetFrameProps(untagged, _Range=int(vs.RANGE_FULL))
+    assert _colorize(full, weights).get_frame(0).props["_Range"] == int(vs.RANGE_FULL)
+
+
+@pytest.mark.parametrize("size", [(71, 64), (72, 63), (71, 63)])
+def test_gray_of_odd_size_becomes_yuv444(weights, city, size):
+    """4:2:0 cannot hold an odd width or height: such grey clips come out as YUV 4:4:4, luma kept."""
+    gray = core.std.CropAbs(core.std.ShufflePlanes(city[:1], 0, vs.GRAY), width=size[0], height=size[1])
+    out = _colorize(gray, weights)
+    assert out.format.id == vs.YUV444P8 and (out.width, out.height) == size
+    frame = out.get_frame(0)
+    np.testing.assert_array_equal(np.asarray(frame[0]), np.asarray(gray.get_frame(0)[0]))
+    assert np.asarray(frame[1]).std() > 0  # colour arrived
 
 
 def test_rgb_stays_rgb_with_its_luma(weights, city):

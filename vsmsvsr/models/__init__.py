@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import paddle
 
 __all__ = ["ModelSpec", "MODEL_SPECS", "TASKS", "list_models", "models_for", "check_model", "get_spec", "build_model",
-           "load_model"]
+           "load_model", "expected_shapes", "check_weights_file"]
 
 #: What a model does; each filter serves one task (see :func:`models_for`).
 TASKS = ("vsr", "interp", "colorize", "restore")
@@ -238,6 +238,32 @@ def _unwrap(obj: Mapping[str, Any], spec: ModelSpec) -> Mapping[str, Any]:
     return flat
 
 
+def expected_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    """``{state-dict key: shape}`` of model ``name``'s architecture (built without allocating its
+    weights where Paddle can: ``paddle.LazyGuard``)."""
+    import paddle
+
+    spec = get_spec(name, who="vsmsvsr.models.expected_shapes")
+    guard = getattr(paddle, "LazyGuard", None)
+    if guard is None:
+        model = _instantiate(spec)
+    else:
+        with guard():
+            model = _instantiate(spec)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def check_weights_file(name: str, path: str | os.PathLike, *, what: str | None = None) -> None:
+    """Raise :class:`vsmsvsr.weights.WeightsError` unless the file at ``path`` reads as model
+    ``name``'s weights (its spec's reader: ``.pdparams``, DAIN's tar...) with exactly the keys and
+    shapes of its architecture. Nothing is loaded into a model."""
+    from vsmsvsr import weights as wmod
+
+    spec = get_spec(name, who="vsmsvsr.models.check_weights_file")
+    state = _unwrap(spec.read(Path(path)), spec)
+    wmod.check_state_dict(expected_shapes(name), state, what=what or f"{name} weights ({path})")
+
+
 def _as_float32(value: Any) -> Any:
     import numpy as np
     import paddle
@@ -273,16 +299,24 @@ def load_model(name: str, weights: WeightsArg = None, device: str | None = None)
 
     from vsmsvsr import weights as wmod
 
-    if isinstance(weights, Mapping):
-        label, obj = "in-memory state dict", weights
-    else:
-        path = Path(weights) if weights is not None else wmod.fetch(spec.weights)
-        label, obj = str(path), spec.read(path)
-    state = _unwrap(obj, spec)
+    official = None
+    try:
+        if isinstance(weights, Mapping):
+            label, obj = "in-memory state dict", weights
+        else:
+            path = Path(weights) if weights is not None else wmod.fetch(spec.weights)
+            official = path if weights is None else None
+            label, obj = str(path), spec.read(path)
+        state = _unwrap(obj, spec)
 
-    model = _instantiate(spec)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    wmod.check_state_dict(expected, state, what=f"{who}: {name} weights ({label})")
+        model = _instantiate(spec)
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        wmod.check_state_dict(expected, state, what=f"{who}: {name} weights ({label})")
+    except wmod.WeightsError as exc:
+        if official is None:
+            raise
+        # A cached official file that does not load will fail every run: say how to get rid of it.
+        raise type(exc)(f"{exc}. {wmod.bad_cache_hint(spec.weights, official)}") from None
     if place is not None:
         model.to(device=place)
     model.set_state_dict({k: _as_float32(state[k]) for k in expected})
