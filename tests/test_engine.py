@@ -8,6 +8,7 @@ PP-MSVSR with the keyed test weights (tests/data/weights_rule.md) on the golden 
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def reference(weights, frames) -> np.ndarray:
 
 
 def _export_records(caplog) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "vsmsvsr.engine" and "exported static program" in r.getMessage()]
+    return [r for r in caplog.records if r.name == "vsmsvsr.engine" and r.levelno >= logging.INFO
+            and re.search(r"exported \d+ static program", r.getMessage())]
 
 
 # ------------------------------------------------------------------ fidelity of each CPU backend
@@ -175,13 +177,19 @@ def test_static_programs_are_cached_on_disk_and_reused(weights, frames, tmp_path
     np.testing.assert_array_equal(out1, out2)
 
 
-def test_segmented_programs_are_per_sample_and_shared_across_window_lengths(weights, frames, tmp_path):
+def test_segmented_programs_are_per_sample_and_shared_across_window_lengths(weights, frames, tmp_path, caplog):
     eng = Engine(MODEL, weights, backend="cpu", cache_dir=tmp_path)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO, logger="vsmsvsr.engine"):
         warnings.simplefilter("always")
         eng(frames)
     assert eng.exported > 10
     assert [str(w.message) for w in caught] == []  # exporting puts no Paddle noise on stderr
+    # two lines for the dozen programs of a window: one when exporting starts, one summary
+    lines = [r.getMessage() for r in caplog.records if r.name == "vsmsvsr.engine" and r.levelno >= logging.INFO
+             and "static program" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("vsmsvsr.Engine: exporting static programs for PP-MSVSR at 72x64")
+    assert lines[1].startswith(f"vsmsvsr.Engine: exported {eng.exported} static program(s) for PP-MSVSR at")
     folders = {p.parent.name.split("-")[0] for p in tmp_path.rglob("meta.json")}
     assert {"spynet", "feat_extract", "deform_align.stage3_forward.conv_offset", "backbone.stage2_forward",
             "frame.auxiliary_stage", "frame.upsample"} <= folders

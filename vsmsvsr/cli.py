@@ -1,6 +1,7 @@
 """Command line: ``python -m vsmsvsr weights ...`` and ``python -m vsmsvsr enhance ...`` (= ``vsmsvsr-enhance``).
 
-``weights list | download NAME|all | verify [NAME] | path NAME``: results (tables, paths) go to
+``weights list | download NAME|all | verify [NAME] | remove NAME|all | path NAME`` and
+``cache list | clear [--older-than DAYS]`` (the static-program cache): results (tables, paths) go to
 stdout. ``enhance``: PaddleGAN's video-enhance flags (see :mod:`vsmsvsr.enhance`); it writes
 nothing to stdout. Progress and messages go to stderr. A failure prints one line naming what went
 wrong and exits with status 1 (2 for invalid flags), without a traceback. SIGINT (Ctrl-C) and
@@ -17,6 +18,7 @@ import logging
 import shlex
 import signal
 import sys
+import time
 import warnings
 from typing import Callable, Iterator, Sequence
 
@@ -98,6 +100,36 @@ def _weights_remove(args: argparse.Namespace) -> int:
 
 def _weights_path(args: argparse.Namespace) -> int:
     sys.stdout.write(f"{weights.cached_path(args.name)}\n")
+    return 0
+
+
+def _cache_list(_: argparse.Namespace) -> int:
+    from vsmsvsr import programs
+
+    root = programs.static_dir()
+    entries = programs.list_programs(root)
+    by_model: dict[str, list] = {}
+    for entry in entries:
+        by_model.setdefault(entry.model, []).append(entry)
+    rows = [("MODEL", "PROGRAMS", "SIZE", "LAST USED")]
+    for model, group in sorted(by_model.items(), key=lambda kv: -max(e.last_used for e in kv[1])):
+        last = time.strftime("%Y-%m-%d %H:%M", time.localtime(max(e.last_used for e in group)))
+        rows.append((model, str(len(group)), programs.human_size(sum(e.size for e in group)), last))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+    limit = programs.cache_limit()
+    cap = "no cap" if limit is None else f"cap {programs.human_size(limit)}"
+    sys.stdout.write(f"total {programs.human_size(sum(e.size for e in entries))} in {len(entries)} programs "
+                     f"({cap}, {programs.LIMIT_ENV}) at {root}\n")
+    return 0
+
+
+def _cache_clear(args: argparse.Namespace) -> int:
+    from vsmsvsr import programs
+
+    removed = programs.clear(older_than_days=args.older_than)
+    sys.stdout.write(f"removed {len(removed)} programs, {programs.human_size(sum(e.size for e in removed))}\n")
     return 0
 
 
@@ -338,6 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = wsub.add_parser("path", help="print where NAME's file is (or goes) in the cache")
     p.add_argument("name")
     p.set_defaults(func=_weights_path)
+
+    c = commands.add_parser("cache", help="list or clear the cache of exported static programs")
+    csub = c.add_subparsers(dest="action", required=True)
+    csub.add_parser("list", help="cached programs per model, their size and last use").set_defaults(
+        func=_cache_list)
+    cc = csub.add_parser("clear", help="remove cached programs (they are exported again when needed)")
+    cc.add_argument("--older-than", type=float, default=None, metavar="DAYS",
+                    help="only those unused for DAYS days")
+    cc.set_defaults(func=_cache_clear)
 
     e = commands.add_parser("enhance", help="PaddleGAN's video-enhance: models in order, then encode "
                             f"(also installed as {ENHANCE_PROG})", description=ENHANCE_DESCRIPTION,

@@ -95,6 +95,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Un
 
 import numpy as np
 
+from vsmsvsr import programs
+
 if TYPE_CHECKING:  # pragma: no cover
     import paddle
 
@@ -412,15 +414,34 @@ def _program_file(folder: Path) -> Path | None:
     return None
 
 
+#: Program folders this process has loaded or exported: the cache cap never removes them.
+_PROGRAMS_IN_USE: set[Path] = set()
+
+
 class _ProgramStore:
     """Exported static programs under ``root``, one folder per (model, part, input shapes)."""
 
     def __init__(self, root: Path, model_label: str, model_digest: str) -> None:
         self.root = root
+        self.model_label = model_label
         self.model_dir = root / f"{_slug(model_label)}-{model_digest[:16]}"
         self.model_digest = model_digest
         self.exported = 0
         self.reused = 0
+        self.used = _PROGRAMS_IN_USE  # never evicted by this process's cap enforcement
+        # exports since the last report: one line when a job starts exporting, one when it is done
+        self._batch: list[str] = []
+        self._batch_seconds = 0.0
+
+    def report(self) -> None:
+        """Log one line for the programs exported since the last report, if any (called by the
+        runners after each call, so a window's dozen segments give one line, not a dozen)."""
+        if self._batch:
+            shapes = sorted(set(self._batch))
+            log.info("%s: exported %d static program(s) for %s at %s in %.1f s", _WHO, len(self._batch),
+                     self.model_label, ", ".join(shapes), self._batch_seconds)
+            self._batch.clear()
+            self._batch_seconds = 0.0
 
     def get(self, part: str, layer: "paddle.nn.Layer", shapes: Sequence[Sequence[int]]) -> Path:
         """Folder holding the static program of ``layer`` for inputs of ``shapes`` (float32)."""
@@ -435,8 +456,14 @@ class _ProgramStore:
         folder = self.model_dir / f"{_slug(part)}-{shape_label}-{key}"
         if _program_file(folder) is not None and (folder / "meta.json").is_file():
             self.reused += 1
+            self.used.add(folder)
+            programs.mark_used(folder)
             log.debug("%s: reusing static program %s", _WHO, folder)
             return folder
+        size = f"{shapes[0][-1]}x{shapes[0][-2]}" if shapes and len(shapes[0]) >= 2 else "?"
+        if not self._batch:
+            log.info("%s: exporting static programs for %s at %s (once per model and input size; cached "
+                     "in %s) ...", _WHO, self.model_label, size, self.root)
         self.model_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=self.model_dir))
         try:
@@ -458,7 +485,12 @@ class _ProgramStore:
                     raise
                 shutil.rmtree(tmp, ignore_errors=True)  # another process was faster; use its copy
             self.exported += 1
-            log.info("%s: exported static program %s (%.1f s)", _WHO, folder, time.perf_counter() - start)
+            self.used.add(folder)
+            seconds = time.perf_counter() - start
+            self._batch.append(size)
+            self._batch_seconds += seconds
+            log.debug("%s: exported static program %s (%.1f s)", _WHO, folder, seconds)
+            programs.enforce_limit(self.root, programs.cache_limit(), keep=self.used)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -1092,6 +1124,8 @@ class Engine:
                     if not self._auto:
                         raise
                     self._fall_back(exc)
+            if self._store is not None:
+                self._store.report()
         return np.asarray(out, dtype=np.float32)[0]
 
     def __repr__(self) -> str:
@@ -1205,6 +1239,8 @@ class LayerRunner:
                                 failed.name, self.label, type(exc).__name__, exc, self._usable[0].name)
                     self.backend = self._usable[0]
                     self._runner = self._make_runner(self.backend)
+            if self._store is not None:
+                self._store.report()
         return [np.asarray(o, dtype=np.float32) for o in outs]
 
     def __repr__(self) -> str:
@@ -1242,6 +1278,7 @@ class ProgramRunner:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
+        programs.mark_used(folder)
         self.label = label
         self.backend = backend
         self.folder = folder
