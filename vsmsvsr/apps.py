@@ -149,7 +149,9 @@ class DAINPredictor(_Predictor):
 def _gpu_or_cpu(use_gpu: bool) -> str:
     if not use_gpu:
         return "cpu"
-    import paddle
+    from vsmsvsr._paddle import load_paddle
+
+    paddle = load_paddle()
 
     if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
         return "gpu"

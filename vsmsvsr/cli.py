@@ -19,7 +19,6 @@ import shlex
 import signal
 import sys
 import time
-import warnings
 from typing import Callable, Iterator, Sequence
 
 from vsmsvsr import weights
@@ -319,11 +318,7 @@ def _run(func, args: argparse.Namespace) -> int:
     log = logging.getLogger("vsmsvsr")
     with _stop_on_signals() as received:
         try:
-            with warnings.catch_warnings():
-                # `import paddle` warns on every start that ccache (for compiling C++ extensions, which
-                # vsmsvsr never does) is missing: it would be the first line of every job's stderr.
-                warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
-                code = func(args)
+            code = func(args)
         except BaseException as exc:  # noqa: BLE001 - after a signal, whatever surfaced is its effect
             if received:
                 pass

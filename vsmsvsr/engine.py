@@ -96,6 +96,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, Un
 import numpy as np
 
 from vsmsvsr import programs
+from vsmsvsr._paddle import load_paddle, native_stderr_filtered
 
 if TYPE_CHECKING:  # pragma: no cover
     import paddle
@@ -261,6 +262,7 @@ def available_backends(device_id: int = 0) -> dict[str, str | None]:
 
     Probes Paddle (imports it); ``device_id`` is the GPU checked for ``gpu``/``trt``.
     """
+    load_paddle()
     configs = {
         "dygraph": Backend.Dygraph(),
         "cpu": Backend.PaddleInferenceCPU(),
@@ -474,7 +476,8 @@ class _ProgramStore:
                 # tensors have none, once per call site: noise on the user's stderr, not their concern.
                 warnings.filterwarnings("ignore", message="Tensor do not have 'place' interface",
                                         category=UserWarning)
-                paddle.jit.save(layer, str(tmp / "model"), input_spec=specs)
+                with native_stderr_filtered():  # Paddle's C++ "PIR not support input out tensor" line
+                    paddle.jit.save(layer, str(tmp / "model"), input_spec=specs)
             if _program_file(tmp) is None:
                 raise RuntimeError(f"paddle.jit.save wrote no program into {tmp}: {sorted(os.listdir(tmp))}")
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
@@ -941,6 +944,7 @@ def choose_backend(backend: BackendLike = "auto", device: str | None = None, fp1
         raise TypeError(f"{_WHO}: fp16 must be a bool, got {type(fp16).__name__}")
     _check_threads(threads, "threads")
     parsed_device = _parse_device(device)
+    load_paddle()
     candidates, auto = _candidates(backend, parsed_device, fp16, threads)
     usable: list[BackendConfig] = []
     reasons: list[str] = []

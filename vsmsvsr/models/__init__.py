@@ -19,6 +19,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Union
 
+from vsmsvsr._paddle import load_paddle
+
 if TYPE_CHECKING:  # pragma: no cover
     import paddle
 
@@ -203,6 +205,7 @@ def _check_weights_arg(weights: Any, who: str) -> None:
 
 
 def _instantiate(spec: ModelSpec) -> "paddle.nn.Layer":
+    load_paddle()  # before the architecture's module imports it
     return spec.resolve()(**spec.kwargs)
 
 
@@ -241,9 +244,8 @@ def _unwrap(obj: Mapping[str, Any], spec: ModelSpec) -> Mapping[str, Any]:
 def expected_shapes(name: str) -> dict[str, tuple[int, ...]]:
     """``{state-dict key: shape}`` of model ``name``'s architecture (built without allocating its
     weights where Paddle can: ``paddle.LazyGuard``)."""
-    import paddle
-
     spec = get_spec(name, who="vsmsvsr.models.expected_shapes")
+    paddle = load_paddle()
     guard = getattr(paddle, "LazyGuard", None)
     if guard is None:
         model = _instantiate(spec)
@@ -294,8 +296,10 @@ def load_model(name: str, weights: WeightsArg = None, device: str | None = None)
     """
     who = "vsmsvsr.load_model"
     spec = get_spec(name, who=who)
-    place = _resolve_device(device, who)
     _check_weights_arg(weights, who)
+    if device is not None:
+        load_paddle()
+    place = _resolve_device(device, who)
 
     from vsmsvsr import weights as wmod
 
