@@ -702,7 +702,8 @@ def encode(
     Raises :class:`EncodeError` with the encoder's or muxer's last error line.
     """
     import vapoursynth as vs
-    from tqdm import tqdm
+
+    from vsmsvsr.progress import frame_bar
 
     output = Path(output)
     container = _check_container(output, settings.encoder)
@@ -719,9 +720,8 @@ def encode(
     muxed_tmp = folder / f".{output.name}.{token}.part{output.suffix}"
     encoder = None
     try:
-        with tempfile.TemporaryFile() as encoder_log, tqdm(
-            total=clip.num_frames, unit="frame", desc=label, file=sys.stderr, disable=not progress,
-            dynamic_ncols=True,
+        with tempfile.TemporaryFile() as encoder_log, frame_bar(
+            total=clip.num_frames, desc=label, file=sys.stderr, disable=not progress, dynamic_ncols=True,
         ) as bar:
             # Frame 0 gives the colour tags: computed now (the filters cache it) and counted by the
             # bar's clock, before the encoder starts.
@@ -736,7 +736,7 @@ def encode(
                                        stderr=encoder_log)
             failure: BaseException | None = None
             try:
-                clip.output(encoder.stdin, y4m=True, progress_update=lambda done, total: bar.update(done - bar.n))
+                clip.output(encoder.stdin, y4m=True, progress_update=lambda done, total: bar.advance_to(done))
             except (OSError, vs.Error) as exc:  # the pipe broke, or a filter failed
                 failure = exc
             finally:
