@@ -239,6 +239,16 @@ def test_poisoned_cache_entry_names_the_command_that_removes_it(home):
     assert not path.exists() and not path.with_name(path.name + ".sha256").exists()
 
 
+def test_cli_download_reports_a_poisoned_cache_entry(home):
+    path = weights.cached_path("DAIN")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(HTML)
+    proc = subprocess.run([sys.executable, "-m", "vsmsvsr", "weights", "download", "DAIN"],
+                          env=dict(os.environ, VSMSVSR_HOME=str(home)), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "python -m vsmsvsr weights remove DAIN" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_cli_list_shows_the_mirror_url(tmp_path, server):
     env = dict(os.environ, VSMSVSR_HOME=str(tmp_path), VSMSVSR_WEIGHTS_MIRROR="http://127.0.0.1:8080/pg")
     proc = subprocess.run([sys.executable, "-m", "vsmsvsr", "weights", "list"], env=env,

@@ -57,8 +57,13 @@ def _weights_download(args: argparse.Namespace) -> int:
     for name in _names(args.name):
         try:
             path = weights.fetch(name, progress=not args.quiet)
+            # a file cached earlier (by hand, or by a version that did not check downloads) may not be
+            # the model's: say so now rather than at every later run
+            weights.check_file(name, path)
         except weights.WeightsError as exc:
-            logging.getLogger("vsmsvsr").error("%s", exc)
+            path = weights.cached_path(name)
+            hint = f" {weights.bad_cache_hint(name, path)}" if path.is_file() else ""
+            logging.getLogger("vsmsvsr").error("%s%s", exc, hint)
             failed += 1
         else:
             sys.stdout.write(f"{name}: {path}\n")
