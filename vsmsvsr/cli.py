@@ -187,7 +187,7 @@ def add_enhance_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--encoder_args", default="", metavar="ARGS",
                    help="extra encoder arguments, one shell-quoted string: --encoder_args='--tune film'")
     e.add_argument("--max_frames", type=int, default=None,
-                   help="process only the first N frames (the audio is cut to match)")
+                   help="process only the first N input frames (the audio is cut to match; DAIN's output has more)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
