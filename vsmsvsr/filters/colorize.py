@@ -16,7 +16,8 @@ import vapoursynth as vs
 from vsmsvsr import scenecut
 from vsmsvsr.filters._args import check_int, check_weights_path, progressive, scene_change_mode
 from vsmsvsr.filters.errors import named_errors
-from vsmsvsr.filters.convert import ColorTags, check_constant_format, recombine, work_luma
+from vsmsvsr.filters.convert import (check_constant_format, colour_output_format, per_frame_tags, recombine,
+                                     work_luma)
 from vsmsvsr.filters.scene import SceneDetect
 
 core = vs.core
@@ -117,10 +118,12 @@ def Colorize(
     run = LayerRunner(net, choice, label=model)
 
     # --- graph: luma -> grey square -> DeOldify -> chroma back at the clip's size ---
-    tags = ColorTags.of(clip)
+    # Colour tags are read from each frame as it is rendered: building the graph renders nothing.
+    checked = progressive(clip, FUNC)
+    luma = per_frame_tags(checked, lambda tags: work_luma(checked, tags),
+                          core.std.BlankClip(clip, format=vs.GRAYS, keep=True))
     side = RENDER_BASE * render_factor
-    square = core.std.Expr(core.resize.Bilinear(work_luma(progressive(clip, FUNC), tags), side, side),
-                           "x 0 max 1 min")
+    square = core.std.Expr(core.resize.Bilinear(luma, side, side), "x 0 max 1 min")
     blank = core.std.BlankClip(square, format=vs.RGBS, keep=True)
     colour = core.std.ModifyFrame(blank, [blank, square], functools.partial(_deoldify_frame, run=run))
     if smooth:
@@ -128,4 +131,5 @@ def Colorize(
             cuts = clip if mode == "props" else SceneDetect(clip, threshold=sc_threshold)
             colour = core.std.CopyFrameProps(colour, cuts, props=["_SceneChangePrev", "_SceneChangeNext"])
         colour = core.std.AverageFrames(colour, [1] * (2 * smooth + 1), scenechange=mode != "none")
-    return recombine(clip, tags, colour=colour)
+    return per_frame_tags(clip, lambda tags: recombine(clip, tags, colour=colour),
+                          core.std.BlankClip(clip, format=colour_output_format(clip).id, keep=True))

@@ -14,6 +14,7 @@ the three on the way out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import vapoursynth as vs
 
@@ -46,6 +47,14 @@ class ColorTags:
     chromaloc: int
 
     @classmethod
+    def of_props(cls, props: "vs.FrameProps | dict", width: int, height: int) -> "ColorTags":
+        """Tags from one frame's props, defaults filled in where absent (see :meth:`of`)."""
+        matrix = int(props.get("_Matrix", _MATRIX_UNSPECIFIED))
+        if matrix in (_MATRIX_RGB, _MATRIX_UNSPECIFIED):
+            matrix = default_matrix(width, height)
+        return cls(matrix, int(props.get("_Range", _RANGE_LIMITED)), int(props.get("_ChromaLocation", _CHROMA_LEFT)))
+
+    @classmethod
     def of(cls, clip: vs.VideoNode) -> "ColorTags":
         """Tags of ``clip``'s first frame, defaults filled in where absent.
 
@@ -58,6 +67,36 @@ class ColorTags:
             matrix = default_matrix(clip.width, clip.height)
         return cls(matrix, int(props.get("_Range", _RANGE_LIMITED)),
                    int(props.get("_ChromaLocation", _CHROMA_LEFT)))
+
+
+def rgb_tags(clip: vs.VideoNode) -> "ColorTags":
+    """What the filters use for an RGB clip's luma: the matrix of its size, full range."""
+    return ColorTags(default_matrix(clip.width, clip.height), _RANGE_FULL, _CHROMA_LEFT)
+
+
+def per_frame_tags(clip: vs.VideoNode, build: "Callable[[ColorTags], vs.VideoNode]",
+                   template: vs.VideoNode) -> vs.VideoNode:
+    """Frame ``n`` of ``build(tags of clip's frame n)``: colour conversions that follow each frame's
+    own ``_Matrix``/``_Range``/``_ChromaLocation``, read when the frame is rendered.
+
+    Building the graph renders nothing (no ``get_frame``): in ``Upscale(Colorize(clip))`` the
+    upstream model runs only when frames are asked for (vspreview, ``vspipe --info``). ``build`` is
+    called once per distinct set of tags; ``template`` gives the result's format, size and length.
+    An RGB clip has no YUV tags: ``build`` gets the matrix of its size (for its luma), full range.
+    """
+    if clip.format.color_family == vs.RGB:
+        return build(rgb_tags(clip))
+    nodes: dict[ColorTags, vs.VideoNode] = {}
+    width, height = clip.width, clip.height
+
+    def select(n: int, f: vs.VideoFrame) -> vs.VideoNode:
+        tags = ColorTags.of_props(f.props, width, height)
+        node = nodes.get(tags)
+        if node is None:
+            node = nodes[tags] = build(tags)
+        return node
+
+    return core.std.FrameEval(template, select, prop_src=clip)
 
 
 def check_constant_format(clip: object, func: str) -> None:

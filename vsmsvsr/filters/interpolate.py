@@ -23,7 +23,7 @@ import numpy as np
 import vapoursynth as vs
 
 from vsmsvsr import retime, scenecut
-from vsmsvsr.filters.convert import ColorTags, check_constant_format, from_rgbs, to_rgbs
+from vsmsvsr.filters.convert import check_constant_format, from_rgbs, per_frame_tags, to_rgbs
 from vsmsvsr.filters._args import check_bool, check_int, check_weights_path, progressive, scene_change_mode
 from vsmsvsr.filters.errors import named_errors
 from vsmsvsr.filters.scene import DIFF_PROP, difference_clip, is_cut_frame, scene_cut_clip, shifted
@@ -287,8 +287,10 @@ def Interpolate(
     packed_out = core.std.FrameEval(blank_out1, lambda n: packed[math.floor(retime.source_time(n, ratio))])
 
     # --- frames ---
-    tags = None if clip.format.color_family == vs.RGB else ColorTags.of(clip)
-    rgb = core.std.Expr(to_rgbs(clip, tags), "x 0 max 1 min")
+    # Colour tags are read from each frame as it is rendered: building the graph renders nothing.
+    rgb = core.std.Expr(per_frame_tags(clip, lambda tags: to_rgbs(clip, tags),
+                                       core.std.BlankClip(clip, format=vs.RGBS, keep=True)), "x 0 max 1 min")
+    one_frame = core.std.BlankClip(clip, length=1, keep=True)
     blank_rgb1 = core.std.BlankClip(rgb, length=1, keep=True)
 
     def select(n: int, f: vs.VideoFrame) -> vs.VideoNode:
@@ -309,7 +311,8 @@ def Interpolate(
         times = retime.pair_times(plan.a, plan.b, ratio, num_src, is_cut, is_dup, at_cut)
         pair = core.std.ModifyFrame(blank_rgb1, [blank_rgb1, rgb[plan.a], rgb[plan.b]], functools.partial(
             _interpolated_frame, cache=cache, key=(plan.a, plan.b), times=times, t=plan.t))
-        return from_rgbs(core.std.Expr(pair, "x 0 max 1 min"), clip, tags)
+        pair = core.std.Expr(pair, "x 0 max 1 min")
+        return per_frame_tags(clip[plan.a], lambda tags: from_rgbs(pair, clip, tags), one_frame)
 
     template = core.std.BlankClip(clip, length=num_out, keep=True)
     out = core.std.FrameEval(template, select, prop_src=packed_out)

@@ -21,7 +21,8 @@ from vsmsvsr import scenecut
 from vsmsvsr.colorspace import gray_to_lightness, lab_to_rgb, lightness_to_gray
 from vsmsvsr.filters._args import check_bool, check_int, check_weights_path, progressive, scene_change_mode
 from vsmsvsr.filters.errors import named_errors
-from vsmsvsr.filters.convert import ColorTags, check_constant_format, recombine, to_rgbs, work_luma
+from vsmsvsr.filters.convert import (check_constant_format, colour_output_format, per_frame_tags, recombine,
+                                     to_rgbs, work_luma)
 from vsmsvsr.filters.scene import span_clip
 from vsmsvsr.filters.windowed import Output, windowed_clips
 from vsmsvsr.temporal import check_grid, clamp_grid
@@ -167,8 +168,10 @@ def remaster(clip: vs.VideoNode, *, references: References = None, colorize: boo
     run = functools.partial(_remaster_window, restore=restore, colorize=colour_net, refs=refs)
 
     # --- graph: luma -> processing size -> windows -> residual luma (+ colour) at the clip's size ---
-    tags = ColorTags.of(clip)
-    luma = work_luma(progressive(clip, func), tags)
+    # Colour tags are read from each frame as it is rendered: building the graph renders nothing.
+    checked = progressive(clip, func)
+    luma = per_frame_tags(checked, lambda tags: work_luma(checked, tags),
+                          core.std.BlankClip(clip, format=vs.GRAYS, keep=True))
     pw, ph = processing_size(clip.width, clip.height, mindim)
     small = core.std.Expr(core.resize.Bicubic(luma, pw, ph), "x 0 max 1 min")
     outputs = [Output(core.std.BlankClip(small, length=1))]
@@ -177,4 +180,7 @@ def remaster(clip: vs.VideoNode, *, references: References = None, colorize: boo
     results = windowed_clips(small, spans, window, overlap, run, outputs)
     residual = core.std.Expr([results[0], small], "x y -")
     restored = core.std.Expr([luma, core.resize.Bicubic(residual, clip.width, clip.height)], "x y +")
-    return recombine(clip, tags, luma=restored, colour=results[1] if colorize else None)
+    colour = results[1] if colorize else None
+    return per_frame_tags(clip, lambda tags: recombine(clip, tags, luma=restored, colour=colour),
+                          core.std.BlankClip(clip, format=colour_output_format(clip).id if colorize else clip.format.id,
+                                             keep=True))

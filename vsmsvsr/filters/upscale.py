@@ -8,7 +8,7 @@ import vapoursynth as vs
 from vsmsvsr import scenecut
 from vsmsvsr.filters._args import check_bool, check_int, check_weights_path, progressive, scene_change_mode
 from vsmsvsr.filters.errors import named_errors
-from vsmsvsr.filters.convert import ColorTags, check_constant_format, from_rgbs, to_rgbs
+from vsmsvsr.filters.convert import check_constant_format, from_rgbs, per_frame_tags, to_rgbs
 from vsmsvsr.filters.scene import span_clip
 from vsmsvsr.filters.windowed import Output, windowed_clips
 from vsmsvsr.temporal import check_grid, clamp_grid
@@ -93,9 +93,13 @@ def Upscale(
     runner = functools.partial(run_window, engine, scale=SCALE, tile=tile, tile_overlap=tile_overlap)
 
     # --- graph: work clip -> windows -> back to the input's format ---
-    tags = None if clip.format.color_family == vs.RGB else ColorTags.of(clip)
-    work = core.std.Expr(to_rgbs(progressive(clip, FUNC), tags), "x 0 max 1 min")  # the network was trained on [0, 1]
+    # Colour tags are read from each frame as it is rendered: building the graph renders nothing.
+    checked = progressive(clip, FUNC)
+    rgbs = core.std.BlankClip(clip, format=vs.RGBS, keep=True)
+    work = core.std.Expr(per_frame_tags(checked, lambda tags: to_rgbs(checked, tags), rgbs),
+                         "x 0 max 1 min")  # the network was trained on [0, 1]
     template = core.std.BlankClip(work, width=clip.width * SCALE, height=clip.height * SCALE, length=1)
     (upscaled,) = windowed_clips(work, spans, window, overlap, runner, [Output(template)])
     rgb = core.std.Expr(upscaled, "x 0 max 1 min")
-    return from_rgbs(rgb, clip, tags)
+    big = core.std.BlankClip(clip, width=rgb.width, height=rgb.height, keep=True)
+    return per_frame_tags(clip, lambda tags: from_rgbs(rgb, clip, tags), big)
