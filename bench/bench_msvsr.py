@@ -173,7 +173,7 @@ def _child(args) -> dict:
             counts, remove = _flop_counter(eng.model)
         seg_time = collections.Counter()
         if args.profile:
-            original = engine_mod._Predictor.run
+            original = engine_mod.paddle_inference._Predictor.run
 
             def timed_run(self, arrays):
                 start = time.perf_counter()
@@ -183,7 +183,7 @@ def _child(args) -> dict:
                     part = self.folder.name.split("-")[0]
                     seg_time[part] += time.perf_counter() - start
 
-            engine_mod._Predictor.run = timed_run
+            engine_mod.paddle_inference._Predictor.run = timed_run
         start = time.perf_counter()
         out = eng(frames)
         result["first_s"] = time.perf_counter() - start

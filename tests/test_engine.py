@@ -18,6 +18,7 @@ import pytest
 
 from tests.keyed import assert_close_to_golden, golden, model_weights
 from vsmsvsr import engine as engine_mod
+from vsmsvsr.engine import paddle_inference, segmented
 from vsmsvsr.engine import BACKEND_NAMES, Backend, Engine, available_backends
 
 MODEL = "PP-MSVSR"
@@ -103,7 +104,7 @@ def test_auto_falls_back_when_a_backend_fails(weights, frames, reference, cache,
     def broken(*args, **kwargs):
         raise RuntimeError("predictor exploded")
 
-    monkeypatch.setattr(engine_mod, "_Predictor", broken)
+    monkeypatch.setattr(paddle_inference, "_Predictor", broken)
     eng = Engine(MODEL, weights, backend="auto", device="cpu", cache_dir=cache)
     with caplog.at_level(logging.WARNING, logger="vsmsvsr.engine"):
         out = eng(frames)
@@ -116,7 +117,7 @@ def test_explicit_backend_failure_raises(weights, frames, cache, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("predictor exploded")
 
-    monkeypatch.setattr(engine_mod, "_Predictor", broken)
+    monkeypatch.setattr(paddle_inference, "_Predictor", broken)
     eng = Engine(MODEL, weights, backend="cpu", cache_dir=cache)
     with pytest.raises(RuntimeError, match="predictor exploded"):
         eng(frames)
@@ -138,14 +139,14 @@ def test_parallel_deform_conv_matches_the_layer():
     class Runner:  # the part of _SegmentedRunner the split convolution uses
         threads = 2
         _pool = None
-        pool = engine_mod._SegmentedRunner.pool
+        pool = segmented._SegmentedRunner.pool
 
-    split = engine_mod._ParallelDeformConv(layer, Runner())
+    split = segmented._ParallelDeformConv(layer, Runner())
     assert split.parts == 2
     with paddle.no_grad():
         want, got = layer(x, offset, mask).numpy(), split(x, offset, mask).numpy()
     assert_close_to_golden(got, want, "split deformable conv")
-    assert engine_mod._deform_parts(layer, 3) == 2 and engine_mod._deform_parts(layer, 1) == 1
+    assert segmented._deform_parts(layer, 3) == 2 and segmented._deform_parts(layer, 1) == 1
 
 
 # ------------------------------------------------------------------ static program cache
@@ -380,13 +381,13 @@ def test_strip_rows_cover_every_row_once_with_bounded_halo():
 
 def test_tall_frames_go_through_the_x4_stages_in_strips_with_the_same_result(weights, frames, reference,
                                                                              tmp_path, monkeypatch):
-    monkeypatch.setattr(engine_mod, "STRIP_PIXELS", 72 * 20)  # 64x72 frames: 4 strips of 16 rows
+    monkeypatch.setattr(segmented, "STRIP_PIXELS", 72 * 20)  # 64x72 frames: 4 strips of 16 rows
     out = Engine(MODEL, weights, backend="cpu", cache_dir=tmp_path / "a")(frames)
     heights = set(_program_heights(tmp_path / "a", "frame.upsample"))
     assert heights and max(heights) < 64, heights  # the stage really ran on strips
     assert_close_to_golden(out, reference, "Engine(cpu) in strips")
     # the halo is what makes strips exact: without it the strip edges show
-    monkeypatch.setattr(engine_mod, "STRIP_HALO", 1)
+    monkeypatch.setattr(segmented, "STRIP_HALO", 1)
     thin = Engine(MODEL, weights, backend="cpu", cache_dir=tmp_path / "b")(frames)
     assert np.abs(thin - reference).max() > 1e-3
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vsmsvsr import programs
+from vsmsvsr.engine import programs
 
 
 def _program(root: Path, model: str, name: str, size: int, age_s: float) -> Path:

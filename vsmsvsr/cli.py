@@ -108,7 +108,7 @@ def _weights_path(args: argparse.Namespace) -> int:
 
 
 def _cache_list(_: argparse.Namespace) -> int:
-    from vsmsvsr import programs
+    from vsmsvsr.engine import programs
 
     root = programs.static_dir()
     entries = programs.list_programs(root)
@@ -130,7 +130,7 @@ def _cache_list(_: argparse.Namespace) -> int:
 
 
 def _cache_clear(args: argparse.Namespace) -> int:
-    from vsmsvsr import programs
+    from vsmsvsr.engine import programs
 
     removed = programs.clear(older_than_days=args.older_than)
     sys.stdout.write(f"removed {len(removed)} programs, {programs.human_size(sum(e.size for e in removed))}\n")

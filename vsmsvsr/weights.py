@@ -322,7 +322,7 @@ def check_file(name: str, path: Path) -> None:
     from vsmsvsr import models
 
     if name in models.MODEL_SPECS:
-        models.check_weights_file(name, path, what=f"the file")
+        models.check_weights_file(name, path, what="the file")
     else:
         load_state_dict(path)
 

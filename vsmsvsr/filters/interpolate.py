@@ -103,10 +103,10 @@ def _dain_pair(frame0: np.ndarray, frame1: np.ndarray, times: np.ndarray, net,
 
 def _official_program(program: bool | None, weights, choice) -> OfficialProgram | None:
     """The official program to run as it is, or None (see ``Interpolate(program=...)``)."""
-    from vsmsvsr.engine import Backend, ProgramRunner
+    from vsmsvsr.engine import ProgramRunner
 
     first = choice.usable[0]
-    if program is False or (program is None and not isinstance(first, Backend.PaddleInferenceGPU)):
+    if program is False or (program is None and first.runs_on != "gpu"):
         return None
     from pathlib import Path
 
@@ -121,7 +121,7 @@ def _official_program(program: bool | None, weights, choice) -> OfficialProgram 
             raise ValueError(f"{FUNC}: program=True needs the official static program (DAIN_weight.tar or "
                              f"its folder) with recognisable time offsets; {path} is not one")
         return None
-    if isinstance(first, Backend.Dygraph):
+    if first.runs_on is None:  # the dygraph backend
         raise ValueError(f"{FUNC}: program=True needs a Paddle Inference backend ('gpu', 'trt', 'cpu', "
                          "'cpu-plain'), not 'dygraph'")
     return OfficialProgram(ProgramRunner(*files, first, label="DAIN-official"), tuple(times))

@@ -539,6 +539,55 @@ class MSVSR(nn.Layer):
             outputs.append(hr)
         return paddle.stack(outputs, axis=1)
 
+    # ---------------------------------------------------------------- engine plan
+
+    def engine_segments(self, plain: "MSVSR", segment) -> list[str]:
+        """Engine hook: run the two per-frame x4 stages as one program per frame each, in row strips.
+
+        ``auxiliary_stage`` and ``upsample`` work on every frame independently, at up to 4x the
+        input resolution (tensors of 118 MB per frame at 180x320). As layer segments their
+        LeakyReLUs, concatenations and skip additions would run eagerly on one thread and every 4x
+        tensor would be copied in and out of a predictor; as one program per frame they stay inside
+        the compiled program, and in row strips their memory is bounded. ``plain`` is an
+        unsegmented copy whose layers the programs hold; ``segment(path, layer, scale)`` returns a
+        callable running ``layer(lq, *features)`` (per frame, output ``scale`` x the rows) that way.
+        This instance's stage methods are replaced (only for this engine's private copy); returns
+        the segments' names. Nothing is done when the auxiliary images are wanted (``return_aux``).
+        """
+        if self.return_aux:
+            return []
+
+        class AuxFrame(nn.Layer):
+            def __init__(self, inner: "MSVSR") -> None:
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, lq, spatial, stage1, s2b, s2f):
+                return self.inner.auxiliary_stage(lq, [spatial], [stage1], [s2b], [s2f])[1][0]
+
+        class UpsampleFrame(nn.Layer):
+            def __init__(self, inner: "MSVSR") -> None:
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, lq, spatial, stage1, s2b, s2f, s3b, s3f):
+                return self.inner.upsample(lq, [[spatial], [stage1], [s2b], [s2f], [s3b], [s3f]])
+
+        aux = segment("frame.auxiliary_stage", AuxFrame(plain), 1)
+        up = segment("frame.upsample", UpsampleFrame(plain), 4)
+
+        def auxiliary_stage(lqs, spatial, stage1, s2b, s2f):
+            return None, [aux(lqs[:, i:i + 1], spatial[i], stage1[i], s2b[i], s2f[i]) for i in range(len(spatial))]
+
+        def upsample(lqs, branches):
+            return paddle.concat([up(lqs[:, i:i + 1], *[b[i] for b in branches]) for i in range(lqs.shape[1])],
+                                 axis=1)
+
+        # instance attributes shadow the methods of this copy only
+        object.__setattr__(self, "auxiliary_stage", auxiliary_stage)
+        object.__setattr__(self, "upsample", upsample)
+        return ["frame.auxiliary_stage", "frame.upsample"]
+
     # ---------------------------------------------------------------- forward
 
     def forward(self, lqs: paddle.Tensor):

@@ -1,4 +1,4 @@
-"""The on-disk cache of exported static programs: listing, a size cap, clearing (no Paddle here).
+"""Exported static programs on disk: the per-model store and the cache around it (size cap, LRU).
 
 Layout: ``<cache>/static/<model>-<digest>/<part>-<shapes>-<key>/`` (a program and ``meta.json``)
 and ``<cache>/static/programs/<label>-<digest>/`` (official programs run as they are). A program
@@ -7,23 +7,39 @@ frame size (DeOldify: ~830 MB per size). Its size is capped: after each export t
 used programs are removed until the cache fits ``$VSMSVSR_STATIC_CACHE_MAX`` (default 4 GB;
 ``"500MB"``, ``"8GB"``, bytes; ``0`` = no cap). A program in use by this process is never removed;
 one removed while another process runs it costs that process nothing (Paddle has read it), and a
-later run exports it again.
+later run exports it again. The cache functions import no Paddle (the CLI's ``cache`` command).
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 import logging
 import os
 import re
 import shutil
+import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import numpy as np
+
+from vsmsvsr._paddle import native_stderr_filtered
+
+if TYPE_CHECKING:  # pragma: no cover
+    import paddle
+
+log = logging.getLogger("vsmsvsr.engine")
+_WHO = "vsmsvsr.Engine"
+
+#: Bump when the exported programs change for the same model, shape and Paddle version.
+EXPORT_FORMAT = 1
 
 __all__ = ["LIMIT_ENV", "DEFAULT_LIMIT", "ProgramEntry", "static_dir", "parse_size", "cache_limit",
            "list_programs", "mark_used", "enforce_limit", "clear", "human_size"]
-
-log = logging.getLogger(__name__)
 
 LIMIT_ENV = "VSMSVSR_STATIC_CACHE_MAX"
 #: Default cap of the static-program cache, in bytes.
@@ -184,3 +200,137 @@ def clear(root: Path | None = None, older_than_days: float | None = None) -> lis
                 except OSError:
                     pass
     return removed
+
+# --------------------------------------------------------------------------------------------
+# static programs on disk
+
+
+def _default_cache_root() -> Path:
+    from vsmsvsr.weights import cache_dir
+
+    return cache_dir() / "static"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
+
+
+def _paddle_identity() -> dict[str, Any]:
+    import paddle
+
+    ident: dict[str, Any] = {"paddle": paddle.__version__,
+                             "commit": getattr(getattr(paddle, "version", None), "commit", "")}
+    try:
+        ident["pir"] = bool(paddle.get_flags(["FLAGS_enable_pir_api"])["FLAGS_enable_pir_api"])
+    except Exception:  # noqa: BLE001 - the flag does not exist in every version
+        ident["pir"] = None
+    return ident
+
+
+def _model_digest(model: "paddle.nn.Layer") -> str:
+    """sha256 over the model class's source file and every state-dict entry (name, shape, bytes)."""
+    h = hashlib.sha256()
+    cls = type(model)
+    h.update(f"{cls.__module__}.{cls.__qualname__}\n".encode())
+    try:
+        source = inspect.getsourcefile(cls)
+        if source:
+            h.update(Path(source).read_bytes())
+    except (TypeError, OSError):
+        pass
+    for key, value in model.state_dict().items():
+        arr = np.ascontiguousarray(value.numpy())
+        h.update(f"{key}|{arr.dtype.str}|{arr.shape}\n".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def _program_file(folder: Path) -> Path | None:
+    for name in ("model.json", "model.pdmodel"):
+        if (folder / name).is_file() and (folder / "model.pdiparams").is_file():
+            return folder / name
+    return None
+
+
+#: Program folders this process has loaded or exported: the cache cap never removes them.
+_PROGRAMS_IN_USE: set[Path] = set()
+
+
+class _ProgramStore:
+    """Exported static programs under ``root``, one folder per (model, part, input shapes)."""
+
+    def __init__(self, root: Path, model_label: str, model_digest: str) -> None:
+        self.root = root
+        self.model_label = model_label
+        self.model_dir = root / f"{_slug(model_label)}-{model_digest[:16]}"
+        self.model_digest = model_digest
+        self.exported = 0
+        self.reused = 0
+        self.used = _PROGRAMS_IN_USE  # never evicted by this process's cap enforcement
+        # exports since the last report: one line when a job starts exporting, one when it is done
+        self._batch: list[str] = []
+        self._batch_seconds = 0.0
+
+    def report(self) -> None:
+        """Log one line for the programs exported since the last report, if any (called by the
+        runners after each call, so a window's dozen segments give one line, not a dozen)."""
+        if self._batch:
+            shapes = sorted(set(self._batch))
+            log.info("%s: exported %d static program(s) for %s at %s in %.1f s", _WHO, len(self._batch),
+                     self.model_label, ", ".join(shapes), self._batch_seconds)
+            self._batch.clear()
+            self._batch_seconds = 0.0
+
+    def get(self, part: str, layer: "paddle.nn.Layer", shapes: Sequence[Sequence[int]]) -> Path:
+        """Folder holding the static program of ``layer`` for inputs of ``shapes`` (float32)."""
+        import paddle
+
+        meta = {"format": EXPORT_FORMAT, "model_digest": self.model_digest, "part": part,
+                "input_shapes": [list(s) for s in shapes], **_paddle_identity()}
+        key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+        shape_label = "_".join("x".join(str(d) for d in s) for s in shapes)
+        if len(shape_label) > 60:
+            shape_label = shape_label[:60]
+        folder = self.model_dir / f"{_slug(part)}-{shape_label}-{key}"
+        if _program_file(folder) is not None and (folder / "meta.json").is_file():
+            self.reused += 1
+            self.used.add(folder)
+            mark_used(folder)
+            log.debug("%s: reusing static program %s", _WHO, folder)
+            return folder
+        size = f"{shapes[0][-1]}x{shapes[0][-2]}" if shapes and len(shapes[0]) >= 2 else "?"
+        if not self._batch:
+            log.info("%s: exporting static programs for %s at %s (once per model and input size; cached "
+                     "in %s) ...", _WHO, self.model_label, size, self.root)
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=self.model_dir))
+        try:
+            start = time.perf_counter()
+            specs = [paddle.static.InputSpec(list(s), "float32", f"x{i}") for i, s in enumerate(shapes)]
+            with warnings.catch_warnings():
+                # Paddle's own zeros_like/ones_like read Tensor.place while tracing and warn that PIR
+                # tensors have none, once per call site: noise on the user's stderr, not their concern.
+                warnings.filterwarnings("ignore", message="Tensor do not have 'place' interface",
+                                        category=UserWarning)
+                with native_stderr_filtered():  # Paddle's C++ "PIR not support input out tensor" line
+                    paddle.jit.save(layer, str(tmp / "model"), input_spec=specs)
+            if _program_file(tmp) is None:
+                raise RuntimeError(f"paddle.jit.save wrote no program into {tmp}: {sorted(os.listdir(tmp))}")
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+            try:
+                os.rename(tmp, folder)
+            except OSError:
+                if _program_file(folder) is None:  # not a concurrent writer: a real error
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # another process was faster; use its copy
+            self.exported += 1
+            self.used.add(folder)
+            seconds = time.perf_counter() - start
+            self._batch.append(size)
+            self._batch_seconds += seconds
+            log.debug("%s: exported static program %s (%.1f s)", _WHO, folder, seconds)
+            enforce_limit(self.root, cache_limit(), keep=self.used)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return folder
