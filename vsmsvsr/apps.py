@@ -149,11 +149,9 @@ class DAINPredictor(_Predictor):
 def _gpu_or_cpu(use_gpu: bool) -> str:
     if not use_gpu:
         return "cpu"
-    from vsmsvsr._paddle import load_paddle
+    from vsmsvsr.device import gpu_count
 
-    paddle = load_paddle()
-
-    if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+    if gpu_count() > 0:
         return "gpu"
     log.warning("vsmsvsr.apps.DAINPredictor: use_gpu=True, but Paddle has no GPU here; running on the CPU")
     return "cpu"

@@ -245,7 +245,7 @@ class EnhanceSettings:
                 raise EnhanceError(f"{FUNC}: --{STEPS[name].weight_flag}: no file at {str(path)!r}")
             weights[name] = Path(path)
         object.__setattr__(self, "weights", MappingProxyType(weights))
-        from vsmsvsr.models import parse_device
+        from vsmsvsr.device import parse_device
 
         try:
             parse_device(self.device, FUNC)

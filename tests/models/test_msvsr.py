@@ -256,7 +256,7 @@ def test_arguments_are_validated_before_weights_are_touched(monkeypatch):
     with pytest.raises(TypeError, match=r"vsmsvsr\.load_model: weights must be None, a file path or a state dict"):
         load_model("PP-MSVSR", weights=42)
     if not paddle.device.is_compiled_with_cuda():
-        with pytest.raises(ValueError, match=r"no GPU support"):
+        with pytest.raises(ValueError, match=r"no CUDA support; install paddlepaddle-gpu"):
             load_model("PP-MSVSR", device="gpu:0")
 
 

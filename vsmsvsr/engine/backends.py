@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 from vsmsvsr._paddle import load_paddle
+from vsmsvsr.device import Device
 
 log = logging.getLogger("vsmsvsr.engine")
 _WHO = "vsmsvsr.Engine"
@@ -136,19 +137,9 @@ _FP16_NAMES = tuple(n for n in _BY_NAME if hasattr(_BY_NAME[n](0, False, None), 
 
 
 def _cuda_problem(device_id: int) -> str | None:
-    import paddle
+    from vsmsvsr.device import cuda_problem
 
-    if not paddle.device.is_compiled_with_cuda():
-        return f"this Paddle build ({_paddle_label()}) has no CUDA support; install paddlepaddle-gpu"
-    try:
-        count = paddle.device.cuda.device_count()
-    except Exception as exc:  # noqa: BLE001 - a broken driver shows up here
-        return f"Paddle cannot query the GPUs ({exc})"
-    if count == 0:
-        return "Paddle sees no GPU"
-    if device_id >= count:
-        return f"GPU {device_id} requested, but Paddle sees {count} GPU(s)"
-    return None
+    return cuda_problem(device_id)
 
 
 def _inference_problem() -> str | None:
@@ -221,8 +212,8 @@ def _check_threads(threads: Any, what: str) -> None:
         raise ValueError(f"{_WHO}: {what} must be >= 1, got {threads}")
 
 
-def _parse_device(device: Any) -> tuple[str, int] | None:
-    from vsmsvsr.models import parse_device
+def _parse_device(device: Any) -> "Device | None":
+    from vsmsvsr.device import parse_device
 
     return parse_device(device, _WHO)
 

@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Union
 
 from vsmsvsr._paddle import load_paddle
+from vsmsvsr.device import cuda_problem, parse_device
 
 if TYPE_CHECKING:  # pragma: no cover
     import paddle
 
-__all__ = ["ModelSpec", "MODEL_SPECS", "TASKS", "list_models", "models_for", "check_model", "get_spec", "build_model",
+__all__ = ["ModelSpec", "MODEL_SPECS", "TASKS", "parse_device", "list_models", "models_for", "check_model", "get_spec", "build_model",
            "load_model", "expected_shapes", "check_weights_file"]
 
 #: What a model does; each filter serves one task (see :func:`models_for`).
@@ -160,42 +160,15 @@ def get_spec(name: str, *, who: str = "vsmsvsr.get_spec") -> ModelSpec:
         raise ValueError(f"{who}: unknown model {name!r}{hint}; valid: {', '.join(MODEL_SPECS)}") from None
 
 
-_DEVICE = re.compile(r"^(cpu|gpu)(?::(\d+))?$")
-
-
-def parse_device(device: object, who: str) -> tuple[str, int] | None:
-    """``None`` or ``('cpu', 0)`` / ``('gpu', N)`` for ``'cpu'``, ``'gpu'``, ``'gpu:N'``.
-
-    Syntax only (no GPU probing); ``TypeError``/``ValueError`` naming ``who`` otherwise.
-    """
-    if device is None:
-        return None
-    if not isinstance(device, str):
-        raise TypeError(f"{who}: device must be None or a str such as 'cpu', 'gpu' or 'gpu:0', "
-                        f"got {type(device).__name__}")
-    m = _DEVICE.match(device.strip().lower())
-    if m is None or (m.group(1) == "cpu" and m.group(2) is not None):
-        raise ValueError(f"{who}: device must be 'cpu', 'gpu' or 'gpu:N', got {device!r}")
-    return m.group(1), int(m.group(2) or 0)
-
-
-def _resolve_device(device: str | None, who: str) -> str | None:
+def _resolve_device(device: object, who: str) -> str | None:
     """Validate ``device`` (and that the GPU exists) and return it normalised (``'cpu'``, ``'gpu:N'``) or None."""
     parsed = parse_device(device, who)
-    if parsed is None:
-        return None
-    kind, index = parsed
-    if kind == "cpu":
-        return "cpu"
-    import paddle
-
-    if not paddle.device.is_compiled_with_cuda():
-        raise ValueError(f"{who}: device {device!r} requested, but this Paddle build has no GPU "
-                         "support (install paddlepaddle-gpu, or use device='cpu')")
-    count = paddle.device.cuda.device_count()
-    if index >= count:
-        raise ValueError(f"{who}: device {device!r} requested, but Paddle sees {count} GPU(s)")
-    return f"gpu:{index}"
+    if parsed is None or parsed.kind == "cpu":
+        return None if parsed is None else "cpu"
+    problem = cuda_problem(parsed.index)
+    if problem is not None:
+        raise ValueError(f"{who}: device {device!r} requested, but {problem} (or use device='cpu')")
+    return str(parsed)
 
 
 def _check_weights_arg(weights: Any, who: str) -> None:
