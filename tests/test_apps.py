@@ -11,7 +11,7 @@ import vapoursynth as vs
 
 from tests.media import (FPS, assert_frame_times, assert_same_frames, audio_md5, city_clip, decode, msvsr_weights,
                          random_weights, write_video)
-from vsmsvsr import apps, enhance
+from vsmsvsr import apps, pipeline
 
 core = vs.core
 
@@ -35,7 +35,7 @@ def test_ppmsvsr_predictor_writes_the_filters_frames_where_paddlegan_does(media,
                                       device="cpu", progress=False)
     out = predictor.run(str(video))
     assert out == str(tmp_path / "PPMSVSR" / "city_PPMSVSR_out.mkv")
-    reference = Upscale(enhance.open_source(video), weights=str(weights), window=4, device="cpu")
+    reference = Upscale(pipeline.open_source(video), weights=str(weights), window=4, device="cpu")
     assert_same_frames(decode(Path(out)), reference)
     assert_frame_times(Path(out), 6, FPS)
     assert audio_md5(Path(out)) == audio_md5(video)
@@ -55,7 +55,7 @@ def test_dain_predictor_writes_the_filters_frames_and_falls_back_to_the_cpu(medi
     assert any("no GPU here; running on the CPU" in r.getMessage() for r in caplog.records) is not has_gpu
     out = predictor.run(str(video))
     assert out == str(tmp_path / "DAIN" / "videos-output" / "city.mkv")
-    reference = Interpolate(enhance.open_source(video), factor=2, weights=str(weights),
+    reference = Interpolate(pipeline.open_source(video), factor=2, weights=str(weights),
                             device=predictor.settings.device)
     assert_same_frames(decode(Path(out)), reference)
     assert_frame_times(Path(out), 12, 2 * FPS)
@@ -93,11 +93,11 @@ def _filled(f: vs.VideoFrame, grey: np.ndarray) -> vs.VideoFrame:
 
 def test_invalid_arguments_fail_before_any_download(tmp_path, monkeypatch):
     monkeypatch.setenv("VSMSVSR_HOME", str(tmp_path))  # an empty cache: any fetch would download
-    with pytest.raises(enhance.EnhanceError, match="num_frames must be >= 1, got 0"):
+    with pytest.raises(pipeline.EnhanceError, match="num_frames must be >= 1, got 0"):
         apps.PPMSVSRLargePredictor(num_frames=0)
-    with pytest.raises(enhance.EnhanceError, match="time_step must be > 0 and < 1"):
+    with pytest.raises(pipeline.EnhanceError, match="time_step must be > 0 and < 1"):
         apps.DAINPredictor(time_step=1.5, use_gpu=False)
-    with pytest.raises(enhance.EnhanceError, match="reference_dir '/nonexistent' is not a folder"):
+    with pytest.raises(pipeline.EnhanceError, match="reference_dir '/nonexistent' is not a folder"):
         apps.DeepRemasterPredictor(colorization=True, reference_dir="/nonexistent")
     with pytest.raises(TypeError, match="DeOldifyPredictor: unexpected argument 'fp16'"):
         apps.DeOldifyPredictor(fp16=True)

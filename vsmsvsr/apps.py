@@ -1,4 +1,4 @@
-"""PaddleGAN-style predictors (``ppgan.apps``) on top of :mod:`vsmsvsr.enhance`.
+"""PaddleGAN-style predictors (``ppgan.apps``) on top of :mod:`vsmsvsr.pipeline`.
 
 Drop-in for code written against PaddleGAN's predictors::
 
@@ -16,7 +16,7 @@ Same class names, constructor parameters and defaults, and the same output folde
   and where to place the file.
 
 Keyword-only extras on every predictor: ``encoder``, ``crf``, ``preset``, ``lossless`` (see
-:class:`vsmsvsr.enhance.EncodeSettings`), ``device`` (``None`` = any, ``'cpu'``, ``'gpu'``) and
+:class:`vsmsvsr.pipeline.EncodeSettings`), ``device`` (``None`` = any, ``'cpu'``, ``'gpu'``) and
 ``progress`` (progress bar on stderr).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-from vsmsvsr import enhance as _enhance
+from vsmsvsr import pipeline as _enhance
 
 __all__ = [
     "PPMSVSRPredictor",
@@ -50,7 +50,7 @@ def _base_name(path: str | os.PathLike) -> str:
 
 
 class _Predictor:
-    """One step of :data:`vsmsvsr.enhance.STEPS` as a PaddleGAN predictor."""
+    """One step of :data:`vsmsvsr.pipeline.STEPS` as a PaddleGAN predictor."""
 
     step: ClassVar[str]
 

@@ -2,7 +2,7 @@
 
 ``weights list | download NAME|all | verify [NAME] | remove NAME|all | path NAME`` and
 ``cache list | clear [--older-than DAYS]`` (the static-program cache): results (tables, paths) go to
-stdout. ``enhance``: PaddleGAN's video-enhance flags (see :mod:`vsmsvsr.enhance`); it writes
+stdout. ``enhance``: PaddleGAN's video-enhance flags (see :mod:`vsmsvsr.pipeline`); it writes
 nothing to stdout. Progress and messages go to stderr. A failure prints one line naming what went
 wrong and exits with status 1 (2 for invalid flags), without a traceback. SIGINT (Ctrl-C) and
 SIGTERM stop it cleanly (encoder ended, temporary files removed, an existing output untouched)
@@ -146,7 +146,7 @@ ENHANCE_DESCRIPTION = (
 
 def add_enhance_arguments(parser: argparse.ArgumentParser) -> None:
     """PaddleGAN video-enhance's flags (same names and defaults), then vsmsvsr's encoding flags."""
-    from vsmsvsr.enhance import ENCODERS, PRESETS, STEPS
+    from vsmsvsr.pipeline import ENCODERS, PRESETS, STEPS
 
     p = parser.add_argument_group("PaddleGAN video-enhance flags")
     p.add_argument("--input", required=True, help="input video")
@@ -192,7 +192,7 @@ def add_enhance_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _enhance(args: argparse.Namespace) -> int:
-    from vsmsvsr import enhance
+    from vsmsvsr import pipeline as enhance
 
     log = logging.getLogger("vsmsvsr")
     try:

@@ -17,7 +17,7 @@ import vapoursynth as vs
 
 from tests.media import (FPS, assert_frame_times, assert_same_frames, audio_duration, audio_md5, city_clip, decode,
                          msvsr_weights, random_weights, streams, write_video)
-from vsmsvsr import enhance
+from vsmsvsr import pipeline
 from vsmsvsr.cli import enhance_main
 
 core = vs.core
@@ -67,8 +67,8 @@ def _run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("encoder, name", [("x264", "out.mkv"), ("x265", "out.mkv"), ("ffmpeg", "out.mkv"),
                                            ("ffmpeg", "out.mp4"), ("x265", "out.mp4")])
 def test_encode_keeps_frames_exact_rate_audio_and_tags(for_encoders, tmp_path, encoder, name):
-    src = enhance.open_source(for_encoders)
-    out = enhance.encode(src, tmp_path / name, enhance.EncodeSettings(encoder=encoder, lossless=True),
+    src = pipeline.open_source(for_encoders)
+    out = pipeline.encode(src, tmp_path / name, pipeline.EncodeSettings(encoder=encoder, lossless=True),
                          audio_from=for_encoders, progress=False)
     assert _listing(tmp_path) == [name]
     (video,) = streams(out, "video")
@@ -86,8 +86,8 @@ def test_encode_keeps_frames_exact_rate_audio_and_tags(for_encoders, tmp_path, e
 
 
 def test_input_without_audio_gives_video_only(without_audio, tmp_path):
-    out = enhance.encode(enhance.open_source(without_audio), tmp_path / "out.mp4",
-                         enhance.EncodeSettings(encoder="ffmpeg", preset="ultrafast"), audio_from=without_audio,
+    out = pipeline.encode(pipeline.open_source(without_audio), tmp_path / "out.mp4",
+                         pipeline.EncodeSettings(encoder="ffmpeg", preset="ultrafast"), audio_from=without_audio,
                          progress=False)
     assert [s["codec_type"] for s in streams(out, "video") + streams(out, "audio")] == ["video"]
     (video,) = streams(out, "video")
@@ -97,9 +97,9 @@ def test_input_without_audio_gives_video_only(without_audio, tmp_path):
 
 @pytest.mark.parametrize("encoder", ["x264", "ffmpeg"])
 def test_colour_tags_of_the_clip_reach_the_bitstream(with_audio, tmp_path, encoder):
-    clip = core.std.SetFrameProps(enhance.open_source(with_audio), _Matrix=1, _Primaries=1, _Transfer=1,
+    clip = core.std.SetFrameProps(pipeline.open_source(with_audio), _Matrix=1, _Primaries=1, _Transfer=1,
                                   _Range=int(vs.RANGE_FULL))
-    out = enhance.encode(clip, tmp_path / "out.mkv", enhance.EncodeSettings(encoder=encoder, preset="ultrafast"),
+    out = pipeline.encode(clip, tmp_path / "out.mkv", pipeline.EncodeSettings(encoder=encoder, preset="ultrafast"),
                          progress=False)
     (video,) = streams(out, "video")
     assert (video["color_range"], video["color_space"], video["color_primaries"], video["color_transfer"]) == (
@@ -107,9 +107,9 @@ def test_colour_tags_of_the_clip_reach_the_bitstream(with_audio, tmp_path, encod
 
 
 def test_rgb_and_float_results_are_delivered_in_the_sources_yuv(with_audio):
-    src = enhance.open_source(with_audio)
+    src = pipeline.open_source(with_audio)
     rgb = core.resize.Bicubic(src, format=vs.RGBS)  # resize reads the explicit _Matrix
-    out = enhance.delivery_clip(rgb, src, "x264")
+    out = pipeline.delivery_clip(rgb, src, "x264")
     assert out.format.id == vs.YUV420P8
     props = out.get_frame(0).props
     assert (props["_Matrix"], props["_Range"]) == (6, int(vs.RANGE_LIMITED))
@@ -117,16 +117,16 @@ def test_rgb_and_float_results_are_delivered_in_the_sources_yuv(with_audio):
     y_src = np.asarray(src.get_frame(3)[0], dtype=int)
     assert np.abs(y_out - y_src).max() <= 1
     # 16-bit integer YUV is dithered down to what the encoder takes.
-    deep = enhance.delivery_clip(core.resize.Point(src, format=vs.YUV420P16), src, "x264")
+    deep = pipeline.delivery_clip(core.resize.Point(src, format=vs.YUV420P16), src, "x264")
     assert deep.format.id == vs.YUV420P10
 
 
 def test_encoder_error_leaves_no_file_and_keeps_the_old_output(with_audio, tmp_path):
     out = tmp_path / "out.mkv"
     out.write_bytes(b"previous result")
-    settings = enhance.EncodeSettings(encoder_args=("--tune", "nonsense"))
-    with pytest.raises(enhance.EncodeError, match=r"x264 failed \(exit \d+\): .*nonsense"):
-        enhance.encode(enhance.open_source(with_audio), out, settings, audio_from=with_audio, progress=False)
+    settings = pipeline.EncodeSettings(encoder_args=("--tune", "nonsense"))
+    with pytest.raises(pipeline.EncodeError, match=r"x264 failed \(exit \d+\): .*nonsense"):
+        pipeline.encode(pipeline.open_source(with_audio), out, settings, audio_from=with_audio, progress=False)
     assert _listing(tmp_path) == ["out.mkv"] and out.read_bytes() == b"previous result"
 
 
@@ -134,8 +134,8 @@ def test_audio_that_does_not_fit_the_container_is_an_error_naming_it(for_encoder
     pcm = tmp_path / "pcm.mkv"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(for_encoders), "-c:v", "copy", "-c:a", "pcm_s16le", str(pcm)],
                    check=True)
-    with pytest.raises(enhance.EncodeError, match=r"ffmpeg \(libx264\) failed .*pcm_s16le.*write \.mkv"):
-        enhance.encode(enhance.open_source(pcm), tmp_path / "out.mp4", enhance.EncodeSettings(encoder="ffmpeg"),
+    with pytest.raises(pipeline.EncodeError, match=r"ffmpeg \(libx264\) failed .*pcm_s16le.*write \.mkv"):
+        pipeline.encode(pipeline.open_source(pcm), tmp_path / "out.mp4", pipeline.EncodeSettings(encoder="ffmpeg"),
                        audio_from=pcm, progress=False)
     assert _listing(tmp_path) == ["pcm.mkv"]
 
@@ -148,8 +148,8 @@ def test_encoder_dying_mid_stream_leaves_nothing(with_audio, tmp_path, monkeypat
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     clip = city_clip(frames=40)
-    with pytest.raises(enhance.EncodeError, match=r"x264 failed \(exit 3\): x264 \[error\]: disk full"):
-        enhance.encode(clip, tmp_path / "new" / "out.mkv", audio_from=with_audio, progress=False)
+    with pytest.raises(pipeline.EncodeError, match=r"x264 failed \(exit 3\): x264 \[error\]: disk full"):
+        pipeline.encode(clip, tmp_path / "new" / "out.mkv", audio_from=with_audio, progress=False)
     assert _listing(tmp_path) == ["bin"]  # no output, no temporary file, no folder made for it
 
 
@@ -157,13 +157,13 @@ def test_ctrl_c_leaves_nothing(tmp_path):
     script = textwrap.dedent("""
         import sys, time
         import vapoursynth as vs
-        from vsmsvsr import enhance
+        from vsmsvsr import pipeline
         core = vs.core
         clip = core.std.BlankClip(width=64, height=64, format=vs.YUV420P8, length=2000)
         def slow(n, f):
             time.sleep(0.01)
             return f
-        enhance.encode(core.std.ModifyFrame(clip, clip, slow), sys.argv[1], progress=False)
+        pipeline.encode(core.std.ModifyFrame(clip, clip, slow), sys.argv[1], progress=False)
     """)
     folder = tmp_path / "out"
     # SIGINT's default disposition in the child: under `nohup ... &` it would inherit SIG_IGN.
@@ -259,7 +259,7 @@ def test_ppmsvsr_end_to_end(with_audio, ppmsvsr_weights, tmp_path):
     assert audio_md5(out) == audio_md5(with_audio)
     assert abs(audio_duration(out) - audio_duration(with_audio)) < FRAME
     # The file holds exactly the filter's frames (lossless encoding).
-    reference = Upscale(enhance.open_source(with_audio), weights=str(ppmsvsr_weights), window=10, device="cpu")
+    reference = Upscale(pipeline.open_source(with_audio), weights=str(ppmsvsr_weights), window=10, device="cpu")
     assert_same_frames(decode(out), reference)
 
 
