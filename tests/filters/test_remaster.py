@@ -10,7 +10,8 @@ import vapoursynth as vs
 from tests.footage import CITY, source
 from tests.keyed import model_weights
 from vsmsvsr.filters.colorize import Colorize
-from vsmsvsr.filters.remaster import Remaster, processing_size
+from vsmsvsr.filters.remaster import Remaster
+from vsmsvsr.models.remaster import processing_size
 from vsmsvsr.references import ReferenceError
 
 core = vs.core

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Union
 
 import numpy as np
 
+from vsmsvsr._paddle import load_paddle
 from vsmsvsr.engine.backends import BackendChoice, BackendConfig, BackendLike, _check_threads, choose_backend
 from vsmsvsr.engine.paddle_inference import _cpu_count
 from vsmsvsr.engine.programs import _ProgramStore, _default_cache_root, _model_digest
@@ -125,7 +126,7 @@ class Engine(_Runner):
     def __init__(self, model: ModelArg, weights: Any = None, *, backend: BackendLike = "auto",
                  device: str | None = None, fp16: bool = False, threads: int | None = None,
                  cache_dir: str | os.PathLike[str] | None = None) -> None:
-        import paddle
+        paddle = load_paddle()
 
         # ---- validate everything before touching weights
         if isinstance(model, str):

@@ -26,20 +26,13 @@ FUNC = "vsmsvsr.Colorize"
 #: Tasks served: DeOldify's variants ("colorize") run per frame; DeepRemaster ("restore") is
 #: :func:`vsmsvsr.Remaster` with ``colorize=True``.
 TASKS = ("colorize", "restore")
-#: Side of DeOldify's square input = RENDER_BASE * render_factor (PaddleGAN's render_base).
-RENDER_BASE = 16
-_MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(3, 1, 1)
-_STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(3, 1, 1)
-
 References = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], vs.VideoNode, None]
 
 
-def _deoldify_frame(n: int, f: list[vs.VideoFrame], run) -> vs.VideoFrame:
+def _network_frame(n: int, f: list[vs.VideoFrame], run, adapter) -> vs.VideoFrame:
     # f[0]: blank RGBS square to fill, f[1]: the grey square (GRAYS, [0, 1]).
-    gray = np.asarray(f[1][0])
-    x = (np.broadcast_to(gray, (3, *gray.shape)) - _MEAN) / _STD      # ImageNet-normalised grey RGB
-    (y,) = run(x[None].astype(np.float32))
-    rgb = np.clip(y[0] * _STD + _MEAN, 0.0, 1.0)
+    (y,) = run(adapter.prepare(np.asarray(f[1][0])))
+    rgb = adapter.finish(y)
     out = f[0].copy()  # a blank RGB frame: none of the grey frame's YUV tags
     for p in range(3):
         np.copyto(np.asarray(out[p]), rgb[p])
@@ -116,16 +109,17 @@ def Colorize(
         choice = choose_backend(backend, device, fp16)
         net = load_model(model, weights, device=choice.load_device)
     run = LayerRunner(net, choice, label=model)
+    adapter = spec.load_adapter()
 
     # --- graph: luma -> grey square -> DeOldify -> chroma back at the clip's size ---
     # Colour tags are read from each frame as it is rendered: building the graph renders nothing.
     checked = progressive(clip, FUNC)
     luma = per_frame_tags(checked, lambda tags: work_luma(checked, tags),
                           core.std.BlankClip(clip, format=vs.GRAYS, keep=True))
-    side = RENDER_BASE * render_factor
+    side = adapter.render_base * render_factor
     square = core.std.Expr(core.resize.Bilinear(luma, side, side), "x 0 max 1 min")
     blank = core.std.BlankClip(square, format=vs.RGBS, keep=True)
-    colour = core.std.ModifyFrame(blank, [blank, square], functools.partial(_deoldify_frame, run=run))
+    colour = core.std.ModifyFrame(blank, [blank, square], functools.partial(_network_frame, run=run, adapter=adapter))
     if smooth:
         if mode != "none":
             cuts = clip if mode == "props" else SceneDetect(clip, threshold=sc_threshold)

@@ -79,29 +79,21 @@ class OfficialProgram:
         return len(times) == len(self.times) and bool(np.allclose(times, self.times, rtol=0, atol=1e-6))
 
 
-def _dain_pair(frame0: np.ndarray, frame1: np.ndarray, times: np.ndarray, net,
-               official: OfficialProgram | None = None) -> np.ndarray:
-    """``(3, h, w)`` RGB frames -> ``(T, 3, h, w)`` at ``times``, padded like PaddleGAN (edge).
-
-    The official program runs where it computes exactly these times; the native network (any
-    times) everywhere else.
-    """
-    from vsmsvsr.models.dain import paddlegan_padding
-
-    h, w = frame0.shape[1:]
-    (top, bottom), (left, right) = paddlegan_padding(h), paddlegan_padding(w)
-    pad = ((0, 0), (0, 0), (top, bottom), (left, right))
-    x0 = np.pad(frame0[None], pad, mode="edge")
-    x1 = np.pad(frame1[None], pad, mode="edge")
+def _pair_frames(frame0: np.ndarray, frame1: np.ndarray, times: np.ndarray, net, adapter,
+                 official: OfficialProgram | None = None) -> np.ndarray:
+    """``(3, h, w)`` RGB frames -> ``(T, 3, h, w)`` at ``times``, fed to the model by its adapter
+    (DAIN: padded like PaddleGAN). The official program runs where it computes exactly these
+    times; the native network (any times) everywhere else."""
+    x0, x1, box = adapter.prepare(frame0, frame1)
     if official is not None and official.serves(times):
         (out,) = official.run(np.stack([x0, x1]))          # image (2, 1, 3, H, W) -> (T, 1, 3, H, W)
         out = out[:, 0]
     else:
         (out,) = net(x0, x1, times)
-    return np.clip(out[:, :, top:top + h, left:left + w], 0.0, 1.0)
+    return adapter.finish(out, box)
 
 
-def _official_program(program: bool | None, weights, choice) -> OfficialProgram | None:
+def _official_program(program: bool | None, weights, choice, spec) -> OfficialProgram | None:
     """The official program to run as it is, or None (see ``Interpolate(program=...)``)."""
     from vsmsvsr.engine import ProgramRunner
 
@@ -113,7 +105,7 @@ def _official_program(program: bool | None, weights, choice) -> OfficialProgram 
     from vsmsvsr import weights as wmod
     from vsmsvsr.models.dain_weights import official_program, program_info
 
-    path = Path(weights) if weights is not None else wmod.fetch("DAIN")
+    path = Path(weights) if weights is not None else wmod.fetch(spec.weights)
     files = official_program(path)
     times = program_info(path).time_offsets if files is not None else ()
     if files is None or not times:
@@ -244,7 +236,7 @@ def Interpolate(
                          "64-bit rate fields; give fps_num/fps_den or a simpler factor")
     from vsmsvsr.models import check_model
 
-    check_model(model, ("interp",), FUNC)
+    spec = check_model(model, ("interp",), FUNC)
     if at_cut not in AT_CUT:
         raise ValueError(f"{FUNC}: at_cut must be one of {', '.join(map(repr, AT_CUT))}, got {at_cut!r}")
     check_bool(remove_duplicates, "remove_duplicates", FUNC)
@@ -260,14 +252,13 @@ def Interpolate(
 
     from vsmsvsr.engine import LayerRunner, choose_backend
     from vsmsvsr.models import load_model
-    from vsmsvsr.models.dain import TimedDAIN
-
     with named_errors(FUNC):
         choice = choose_backend(backend, device, fp16)
         net = load_model(model, weights, device=choice.load_device)
-        official = _official_program(program, weights, choice)
-    runner = LayerRunner(TimedDAIN(net), choice, label="DAIN")
-    cache = PairCache(functools.partial(_dain_pair, net=runner, official=official))
+        official = _official_program(program, weights, choice, spec)
+    adapter = spec.load_adapter()
+    runner = LayerRunner(adapter.layer(net), choice, label=model)
+    cache = PairCache(functools.partial(_pair_frames, net=runner, adapter=adapter, official=official))
 
     # --- timing: exact fractions ---
     num_src = clip.num_frames

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Callable, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 import vapoursynth as vs
 
 from vsmsvsr import scenecut
-from vsmsvsr.colorspace import gray_to_lightness, lab_to_rgb, lightness_to_gray
 from vsmsvsr.filters._args import check_bool, check_int, check_weights_path, progressive, scene_change_mode
 from vsmsvsr.filters.errors import named_errors
 from vsmsvsr.filters.convert import (check_constant_format, colour_output_format, per_frame_tags, recombine,
@@ -42,14 +41,6 @@ MINDIM_CAP = 2160
 MAX_REFERENCES = 64
 
 References = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], vs.VideoNode, None]
-Runner = Callable[..., list]
-
-
-def processing_size(width: int, height: int, mindim: int) -> tuple[int, int]:
-    """PaddleGAN's size: scaled so the short side is ``mindim``, each side rounded to a multiple
-    of 16 (at least 16). Returns ``(width, height)``."""
-    scale = mindim / min(width, height)
-    return (max(16, round(width * scale / 16.0) * 16), max(16, round(height * scale / 16.0) * 16))
 
 
 def _reference_array(references: References, func: str) -> np.ndarray:
@@ -70,20 +61,6 @@ def _reference_array(references: References, func: str) -> np.ndarray:
             raise ValueError(f"{func}: at most {MAX_REFERENCES} reference images, got {len(files)}")
         images = read_images(files, func)
     return fit_references(images)[None]
-
-
-def _remaster_window(frames: np.ndarray, restore: Runner, colorize: Runner | None,
-                     refs: np.ndarray | None) -> np.ndarray:
-    """One window: grey ``(t, 1, h, w)`` in [0, 1] -> ``(t, 1 or 4, h, w)``: restored grey, then
-    (with ``colorize``) the colourised RGB."""
-    lightness = gray_to_lightness(frames[:, 0])[None, None]            # (1, 1, t, h, w)
-    (restored,) = restore(lightness)
-    gray = lightness_to_gray(restored[0, 0])[:, None]                  # (t, 1, h, w)
-    if colorize is None:
-        return gray
-    (ab,) = colorize(restored) if refs is None else colorize(restored, refs)   # (1, 2, t, h, w)
-    rgb = lab_to_rgb(restored[0, 0], ab[0].transpose(1, 0, 2, 3))      # (t, 3, h, w)
-    return np.concatenate([gray, rgb], axis=1)
 
 
 def Remaster(
@@ -158,21 +135,22 @@ def remaster(clip: vs.VideoNode, *, references: References = None, colorize: boo
     spans = span_clip(clip, window, overlap, mode, threshold=sc_threshold, func=func)
 
     from vsmsvsr.engine import LayerRunner, choose_backend
-    from vsmsvsr.models import load_model
+    from vsmsvsr.models import get_spec, load_model
 
     with named_errors(func):
         choice = choose_backend(backend, device, fp16)
         model = load_model("DeepRemaster", weights, device=choice.load_device)
     restore = LayerRunner(model.restoration, choice, label="DeepRemaster-R")
     colour_net = LayerRunner(model.colorization, choice, label="DeepRemaster-C") if colorize else None
-    run = functools.partial(_remaster_window, restore=restore, colorize=colour_net, refs=refs)
+    adapter = get_spec("DeepRemaster").load_adapter()
+    run = functools.partial(adapter.window, restore=restore, colorize=colour_net, refs=refs)
 
     # --- graph: luma -> processing size -> windows -> residual luma (+ colour) at the clip's size ---
     # Colour tags are read from each frame as it is rendered: building the graph renders nothing.
     checked = progressive(clip, func)
     luma = per_frame_tags(checked, lambda tags: work_luma(checked, tags),
                           core.std.BlankClip(clip, format=vs.GRAYS, keep=True))
-    pw, ph = processing_size(clip.width, clip.height, mindim)
+    pw, ph = adapter.processing_size(clip.width, clip.height, mindim)
     small = core.std.Expr(core.resize.Bicubic(luma, pw, ph), "x 0 max 1 min")
     outputs = [Output(core.std.BlankClip(small, length=1))]
     if colorize:

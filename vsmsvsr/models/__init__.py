@@ -54,6 +54,9 @@ class ModelSpec:
         reader: ``"module:function"`` turning a weights path into a state dict or container, for
             files that are not ``.pdparams`` (DAIN's static-program tar); ``None`` = the safe
             ``.pdparams`` loader :func:`vsmsvsr.weights.load_state_dict`.
+        adapter: ``"module:attribute"`` of the object that tells a filter how to feed the model
+            numpy arrays and read its outputs (normalisation, padding, the layer the engine runs);
+            ``None`` for models the :class:`vsmsvsr.engine.Engine` runs directly (MSVSR).
         description: one line for listings.
     """
 
@@ -64,6 +67,7 @@ class ModelSpec:
     weights: str | None = None
     container: Mapping[str, str] | None = None
     reader: str | None = None
+    adapter: str | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -78,6 +82,14 @@ class ModelSpec:
         if callable(self.architecture):
             return self.architecture
         module, _, attr = self.architecture.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def load_adapter(self) -> Any:
+        """The model's adapter object (imports its module, hence Paddle), or ``None``."""
+        if self.adapter is None:
+            return None
+        load_paddle()
+        module, _, attr = self.adapter.partition(":")
         return getattr(importlib.import_module(module), attr)
 
     def read(self, path: Path) -> Mapping[str, Any]:
@@ -108,14 +120,17 @@ MODEL_SPECS: Mapping[str, ModelSpec] = MappingProxyType({
         ModelSpec("PP-MSVSR-BD", "vsr", _MSVSR, {}, weights="PP-MSVSR-BD", container=_GENERATOR,
                   description="PP-MSVSR x4 video super-resolution, Vimeo90K (blur + downsampling degradation)"),
         ModelSpec("DeOldify", "colorize", "vsmsvsr.models.deoldify:DeOldify", {"model_type": "stable"}, weights="DeOldify",
+                  adapter="vsmsvsr.models.deoldify:ADAPTER",
                   description="DeOldify stable colorization (ResNet-101 encoder, wide U-Net decoder), per frame"),
         ModelSpec("DeOldify-artistic", "colorize", "vsmsvsr.models.deoldify:DeOldify", {"model_type": "artistic"},
-                  weights="DeOldify-artistic",
+                  weights="DeOldify-artistic", adapter="vsmsvsr.models.deoldify:ADAPTER",
                   description="DeOldify artistic colorization (ResNet-34 encoder, deep U-Net decoder), per frame"),
         ModelSpec("DeepRemaster", "restore", "vsmsvsr.models.remaster:DeepRemaster", {}, weights="DeepRemaster",
                   container={"modelR": "restoration", "modelC": "colorization"},
+                  adapter="vsmsvsr.models.remaster:ADAPTER",
                   description="DeepRemaster film restoration (R) and reference-based colorization (C)"),
         ModelSpec("DAIN", "interp", "vsmsvsr.models.dain:DAIN", {}, weights="DAIN", reader="vsmsvsr.models.dain_weights:read_weights",
+                  adapter="vsmsvsr.models.dain:ADAPTER",
                   description="DAIN depth-aware frame interpolation (PWC-Net flow), any time t in (0, 1)"),
     )
 })
@@ -235,6 +250,7 @@ def check_weights_file(name: str, path: str | os.PathLike, *, what: str | None =
     from vsmsvsr import weights as wmod
 
     spec = get_spec(name, who="vsmsvsr.models.check_weights_file")
+    load_paddle()
     state = _unwrap(spec.read(Path(path)), spec)
     wmod.check_state_dict(expected_shapes(name), state, what=what or f"{name} weights ({path})")
 
@@ -270,9 +286,8 @@ def load_model(name: str, weights: WeightsArg = None, device: str | None = None)
     who = "vsmsvsr.load_model"
     spec = get_spec(name, who=who)
     _check_weights_arg(weights, who)
-    if device is not None:
-        load_paddle()
     place = _resolve_device(device, who)
+    load_paddle()  # before any reader or architecture module imports it
 
     from vsmsvsr import weights as wmod
 

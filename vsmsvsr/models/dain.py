@@ -61,11 +61,12 @@ from __future__ import annotations
 import numbers
 from typing import Sequence
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-__all__ = ["DAIN", "TimedDAIN", "paddlegan_padding", "PWCDCNet", "RectifyNet", "BasicBlock", "correlation", "backward_warp", "SIZE_MULTIPLE"]
+__all__ = ["DAIN", "TimedDAIN", "DAINAdapter", "ADAPTER", "paddlegan_padding", "PWCDCNet", "RectifyNet", "BasicBlock", "correlation", "backward_warp", "SIZE_MULTIPLE"]
 
 #: Frame height and width must be multiples of this (PWC-Net: six stride-2 levels).
 SIZE_MULTIPLE = 64
@@ -391,3 +392,30 @@ def paddlegan_padding(size: int) -> tuple[int, int]:
     padded = (size // 128 + 1) * 128
     before = (padded - size) // 2
     return before, padded - size - before
+
+
+class DAINAdapter:
+    """numpy in and out, as PaddleGAN's predictor feeds DAIN: frames padded (edge) to its sizes,
+    the times as an input of :class:`TimedDAIN` (one program per frame size), output cropped back."""
+
+    @staticmethod
+    def layer(net: DAIN) -> "TimedDAIN":
+        """What the engine runs: ``(frame0, frame1, times) -> (T, 3, H, W)``."""
+        return TimedDAIN(net)
+
+    @staticmethod
+    def prepare(frame0: np.ndarray, frame1: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+        """``(3, h, w)`` RGB frames -> padded ``(1, 3, H, W)`` each, and the box ``(top, left, h, w)``."""
+        h, w = frame0.shape[1:]
+        (top, bottom), (left, right) = paddlegan_padding(h), paddlegan_padding(w)
+        pad = ((0, 0), (0, 0), (top, bottom), (left, right))
+        return (np.pad(frame0[None], pad, mode="edge"), np.pad(frame1[None], pad, mode="edge"), (top, left, h, w))
+
+    @staticmethod
+    def finish(out: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """``(T, 3, H, W)`` -> the box, clipped to [0, 1]: ``(T, 3, h, w)``."""
+        top, left, h, w = box
+        return np.clip(out[:, :, top:top + h, left:left + w], 0.0, 1.0)
+
+
+ADAPTER = DAINAdapter()

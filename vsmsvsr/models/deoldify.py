@@ -40,11 +40,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-__all__ = ["DeOldify", "DEOLDIFY_VARIANTS"]
+__all__ = ["DeOldify", "DEOLDIFY_VARIANTS", "DeOldifyAdapter", "ADAPTER", "RENDER_BASE"]
 
 
 @dataclass(frozen=True)
@@ -440,3 +441,34 @@ class DeOldify(nn.Layer):
         # dense merge with the network input, residual block, 1x1 conv to RGB, sigmoid range
         feat = paddle.concat([feat, x], axis=1)
         return output_range(head(residual(feat)))
+
+
+# --------------------------------------------------------------------------------------------
+# how a filter feeds the network
+
+#: Side of DeOldify's square input = RENDER_BASE * render_factor (PaddleGAN's render_base).
+RENDER_BASE = 16
+_MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(3, 1, 1)
+_STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(3, 1, 1)
+
+
+class DeOldifyAdapter:
+    """numpy in and out, as PaddleGAN's predictor feeds DeOldify: a grey frame becomes an
+    ImageNet-normalised grey RGB image, and the network's output is de-normalised to RGB."""
+
+    #: the network sees squares of ``render_base * render_factor`` pixels
+    render_base = RENDER_BASE
+
+    @staticmethod
+    def prepare(gray: np.ndarray) -> np.ndarray:
+        """Grey ``(h, w)`` float32 in [0, 1] -> the network's input ``(1, 3, h, w)`` float32."""
+        x = (np.broadcast_to(gray, (3, *gray.shape)) - _MEAN) / _STD
+        return x[None].astype(np.float32)
+
+    @staticmethod
+    def finish(y: np.ndarray) -> np.ndarray:
+        """The network's output ``(1, 3, h, w)`` -> RGB ``(3, h, w)`` float32 in [0, 1]."""
+        return np.clip(y[0] * _STD + _MEAN, 0.0, 1.0)
+
+
+ADAPTER = DeOldifyAdapter()

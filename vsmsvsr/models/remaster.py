@@ -33,11 +33,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-__all__ = ["DeepRemaster", "NetworkR", "NetworkC", "SourceReferenceAttention"]
+__all__ = ["DeepRemaster", "NetworkR", "NetworkC", "SourceReferenceAttention", "RemasterAdapter", "ADAPTER",
+           "processing_size"]
 
 #: Mean grey level subtracted from the L input of both networks (training-set statistic).
 L_OFFSET = 0.4462414
@@ -323,3 +325,40 @@ class DeepRemaster(nn.Layer):
                 refs: paddle.Tensor | None = None) -> tuple[paddle.Tensor, paddle.Tensor]:
         restored = self.restoration(frames)
         return restored, self.colorization(restored, refs)
+
+
+# --------------------------------------------------------------------------------------------
+# how a filter feeds the networks
+
+
+def processing_size(width: int, height: int, mindim: int) -> tuple[int, int]:
+    """PaddleGAN's size: scaled so the short side is ``mindim``, each side rounded to a multiple
+    of 16 (at least 16). Returns ``(width, height)``."""
+    scale = mindim / min(width, height)
+    return (max(16, round(width * scale / 16.0) * 16), max(16, round(height * scale / 16.0) * 16))
+
+
+class RemasterAdapter:
+    """numpy in and out, as PaddleGAN's predictor feeds DeepRemaster: grey levels as CIE lightness,
+    restored by R, colourised by C (as L*a*b*, returned as RGB)."""
+
+    processing_size = staticmethod(processing_size)
+
+    @staticmethod
+    def window(frames: np.ndarray, restore, colorize=None, refs: np.ndarray | None = None) -> np.ndarray:
+        """One window: grey ``(t, 1, h, w)`` in [0, 1] -> ``(t, 1 or 4, h, w)``: restored grey, then
+        (with ``colorize``) the colourised RGB. ``restore``/``colorize`` run R and C on numpy
+        (``(1, 1, t, h, w)`` -> ``[(1, 1, t, h, w)]``; ``(restored[, refs])`` -> ``[(1, 2, t, h, w)]``)."""
+        from vsmsvsr.colorspace import gray_to_lightness, lab_to_rgb, lightness_to_gray
+
+        lightness = gray_to_lightness(frames[:, 0])[None, None]            # (1, 1, t, h, w)
+        (restored,) = restore(lightness)
+        gray = lightness_to_gray(restored[0, 0])[:, None]                  # (t, 1, h, w)
+        if colorize is None:
+            return gray
+        (ab,) = colorize(restored) if refs is None else colorize(restored, refs)   # (1, 2, t, h, w)
+        rgb = lab_to_rgb(restored[0, 0], ab[0].transpose(1, 0, 2, 3))      # (t, 3, h, w)
+        return np.concatenate([gray, rgb], axis=1)
+
+
+ADAPTER = RemasterAdapter()
