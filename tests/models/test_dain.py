@@ -386,3 +386,22 @@ def test_unreadable_paths_are_refused(tmp_path):
         tar.add(tmp_path / "model", arcname="DAIN_weight/model")
     with pytest.raises(WeightsError, match="no parameter file"):
         dw.read_weights(no_params)
+
+
+def test_one_file_is_read_once_for_weights_program_and_times(exported, monkeypatch):
+    """Interpolate on a GPU reads the weights, the program and its times: one read of the tar."""
+    _, tar_path = exported
+    dw.forget()
+    opened = []
+    real_open = tarfile.open
+    monkeypatch.setattr(tarfile, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    dw.read_weights(tar_path)
+    first = len(opened)  # is_tarfile opens it too
+    assert first >= 1
+    dw.official_program(tar_path)
+    dw.program_info(tar_path)
+    assert len(opened) == first
+    dw.forget()
+    dw.program_info(tar_path)
+    assert len(opened) == 2 * first
+    dw.forget()

@@ -256,6 +256,10 @@ def Interpolate(
         choice = choose_backend(backend, device, fp16)
         net = load_model(model, weights, device=choice.load_device)
         official = _official_program(program, weights, choice, spec)
+    if spec.reader is not None:  # the weights file was read for the model and the program: done
+        from vsmsvsr.models import dain_weights
+
+        dain_weights.forget()
     adapter = spec.load_adapter()
     runner = LayerRunner(adapter.layer(net), choice, label=model)
     cache = PairCache(functools.partial(_pair_frames, net=runner, adapter=adapter, official=official))

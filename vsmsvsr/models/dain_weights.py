@@ -57,7 +57,7 @@ from vsmsvsr.weights import WeightsError, load_state_dict
 if TYPE_CHECKING:  # pragma: no cover
     import paddle
 
-__all__ = ["read_weights", "convert_program", "program_info", "ProgramInfo", "export_static",
+__all__ = ["read_weights", "convert_program", "program_info", "ProgramInfo", "export_static", "forget",
            "native_parameter_order", "program_parameter_order"]
 
 _WHO = "vsmsvsr.models.dain_weights"
@@ -533,8 +533,37 @@ def convert_program(program_bytes: bytes, params_bytes: bytes, label: str = "pro
     return {key: np.ascontiguousarray(values[name], dtype=np.float32) for (key, _), name in zip(native, used)}
 
 
+def _stamp(path: Path) -> tuple:
+    """What identifies the content at ``path`` for :func:`_load_files`'s memo (size and mtime of
+    the file, or of every file in the folder)."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+
+
+_last_load: list = []  # [(stamp, files)]: the last program read, see _load_files
+
+
 def _load_files(path: Path) -> tuple[bytes, bytes, str] | None:
-    """Program bytes, params bytes and a label; ``None`` if ``path`` is neither a folder nor a tar."""
+    """Program bytes, params bytes and a label; ``None`` if ``path`` is neither a folder nor a tar.
+
+    The last result is kept (until :func:`forget` or another path): loading one ``Interpolate``
+    reads the weights, the program and its time offsets from the same file, which then happens
+    once rather than three times.
+    """
+    stamp = (str(path.resolve()), _stamp(path))
+    if _last_load and _last_load[0][0] == stamp:
+        return _last_load[0][1]
+    files = _read_files(path)
+    _last_load[:] = [(stamp, files)]
+    return files
+
+
+def forget() -> None:
+    """Drop the program kept by :func:`_load_files` (its bytes: about the size of the file)."""
+    _last_load.clear()
+
+
+def _read_files(path: Path) -> tuple[bytes, bytes, str] | None:
     if path.is_dir():
         return _from_folder(path)
     try:
