@@ -122,3 +122,23 @@ def assert_close_to_golden(y: np.ndarray, g: np.ndarray, what: str) -> None:
     assert y.shape == g.shape, f"{what}: shape {y.shape} != golden {g.shape}"
     rel, mx, lim = compare(y, g)
     assert rel <= 1e-5 and mx <= lim, f"{what}: rel_l2 {rel:.3e} (<= 1e-5), max_abs {mx:.3e} (<= {lim:.3e})"
+
+
+#: How each model's official file holds its keyed state dicts: {file key: spec tag}, None = flat.
+_OFFICIAL_LAYOUT = {"msvsr": {"generator": "generator"}, "msvsr_large": {"generator": "generator"},
+                    "deoldify_stable": None, "deoldify_artistic": None,
+                    "deepremaster": {"modelR": "modelR", "modelC": "modelC"}}
+
+
+def save_keyed_weights(model: str, path) -> str:
+    """The spec's keyed weights of ``model`` saved with ``paddle.save`` in the official file's
+    layout (``msvsr``: under ``'generator'``; ``deepremaster``: ``modelR``/``modelC``); returns the path."""
+    import paddle
+
+    layout = _OFFICIAL_LAYOUT[model]
+    if layout is None:
+        obj = {k: paddle.to_tensor(v) for k, v in model_weights(model).items()}
+    else:
+        obj = {key: {k: paddle.to_tensor(v) for k, v in model_weights(model, tag).items()} for key, tag in layout.items()}
+    paddle.save(obj, str(path))
+    return str(path)

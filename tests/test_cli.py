@@ -28,6 +28,28 @@ def _default_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def _start_job(source: Path, weights: Path, output: Path, preexec) -> subprocess.Popen:
+    """vsmsvsr-enhance on ``source`` into ``output``, in its own session; returns once the encoder
+    is running (its temporary file exists beside ``output``)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vsmsvsr", "enhance", "--input", str(source), "-o", str(output),
+         "--process_order", "PPMSVSR", "--PPMSVSR_weight", str(weights), "--num_frames", "2", "--cpu"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, preexec_fn=preexec)
+    deadline = time.monotonic() + 300
+    while not any(".video.mkv" in p.name for p in output.parent.iterdir()):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop(proc)
+            pytest.fail(f"the encoder never started: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.1)
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def _session_processes(sid: int) -> list[str]:
     out = subprocess.run(["ps", "-e", "-o", "pid=,sid=,args="], capture_output=True, text=True, check=True).stdout
     return [line for line in out.splitlines() if int(line.split()[1]) == sid]
@@ -42,16 +64,8 @@ def test_signal_stops_the_job_cleanly(job_files, tmp_path, signum, group):
     out_dir.mkdir()
     output = out_dir / "result.mkv"
     output.write_bytes(b"previous result")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vsmsvsr", "enhance", "--input", str(source), "-o", str(output),
-         "--process_order", "PPMSVSR", "--PPMSVSR_weight", str(weights), "--num_frames", "2", "--cpu"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_default_signals)
+    proc = _start_job(source, weights, output, _default_signals)
     try:
-        deadline = time.monotonic() + 300
-        while not any(".video.mkv" in p.name for p in out_dir.iterdir()):  # the encoder is running
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "the encoder never started"
-            time.sleep(0.1)
         time.sleep(1.0)
         assert proc.poll() is None, "the job ended before the signal"
         sent = time.monotonic()
@@ -62,9 +76,7 @@ def test_signal_stops_the_job_cleanly(job_files, tmp_path, signum, group):
         proc.wait(timeout=120)
         stopped = time.monotonic() - sent
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop(proc)
     stderr = proc.stderr.read().decode()
     assert proc.returncode == 128 + signum, stderr
     assert f"interrupted by {signal.Signals(signum).name}" in stderr
@@ -85,25 +97,15 @@ def test_ignored_sigint_stays_ignored(job_files, tmp_path):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vsmsvsr", "enhance", "--input", str(source), "-o", str(output),
-         "--process_order", "PPMSVSR", "--PPMSVSR_weight", str(weights), "--num_frames", "2", "--cpu"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, preexec_fn=ignore_sigint)
+    proc = _start_job(source, weights, output, ignore_sigint)
     try:
-        deadline = time.monotonic() + 300
-        while not any(".video.mkv" in p.name for p in tmp_path.iterdir()):
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         time.sleep(2.0)
         assert proc.poll() is None, "an ignored SIGINT stopped the job"
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop(proc)
     assert proc.returncode == 143
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 

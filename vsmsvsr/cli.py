@@ -22,15 +22,7 @@ import time
 from typing import Callable, Iterator, Sequence
 
 from vsmsvsr import weights
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+from vsmsvsr.engine.programs import human_size
 
 
 def _names(name: str) -> list[str]:
@@ -44,7 +36,7 @@ def _weights_list(_: argparse.Namespace) -> int:
     rows = [("MODEL", "STATUS", "SIZE", "PATH", "URL")]
     for name, entry in weights.OFFICIAL.items():
         path = weights.cached_path(name)
-        size = _human(path.stat().st_size) if path.is_file() else "-"
+        size = human_size(path.stat().st_size, binary=True) if path.is_file() else "-"
         rows.append((name, weights.status(name), size, str(path), entry.source_url))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:

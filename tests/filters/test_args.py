@@ -7,7 +7,7 @@ import pytest
 import vapoursynth as vs
 
 from tests.footage import CITY, source
-from tests.keyed import model_weights
+from tests.keyed import save_keyed_weights
 from vsmsvsr import Colorize, Interpolate, Remaster, Upscale
 from vsmsvsr.weights import WeightsError
 
@@ -21,30 +21,17 @@ def city() -> vs.VideoNode:
 
 @pytest.fixture(scope="module")
 def msvsr(tmp_path_factory) -> str:
-    import paddle
-
-    path = tmp_path_factory.mktemp("weights") / "ppmsvsr_keyed.pdparams"
-    paddle.save({"generator": {k: paddle.to_tensor(v) for k, v in model_weights("msvsr").items()}}, str(path))
-    return str(path)
+    return save_keyed_weights("msvsr", tmp_path_factory.mktemp("weights") / "ppmsvsr_keyed.pdparams")
 
 
 @pytest.fixture(scope="module")
 def remaster(tmp_path_factory) -> str:
-    import paddle
-
-    path = tmp_path_factory.mktemp("weights") / "deepremaster_keyed.pdparams"
-    paddle.save({tag: {k: paddle.to_tensor(v) for k, v in model_weights("deepremaster", tag).items()}
-                 for tag in ("modelR", "modelC")}, str(path))
-    return str(path)
+    return save_keyed_weights("deepremaster", tmp_path_factory.mktemp("weights") / "deepremaster_keyed.pdparams")
 
 
 @pytest.fixture(scope="module")
 def deoldify(tmp_path_factory) -> str:
-    import paddle
-
-    path = tmp_path_factory.mktemp("weights") / "deoldify_artistic_keyed.pdparams"
-    paddle.save({k: paddle.to_tensor(v) for k, v in model_weights("deoldify_artistic").items()}, str(path))
-    return str(path)
+    return save_keyed_weights("deoldify_artistic", tmp_path_factory.mktemp("weights") / "deoldify_art_keyed.pdparams")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 import vapoursynth as vs
 
 from tests.footage import CITY, source
-from tests.keyed import model_weights
+from tests.keyed import save_keyed_weights
 from vsmsvsr.filters.convert import ColorTags, from_rgbs, per_frame_tags, to_rgbs
 
 core = vs.core
@@ -25,10 +25,9 @@ def weights(tmp_path_factory) -> dict[str, str]:
     from vsmsvsr.models import build_model
 
     folder = tmp_path_factory.mktemp("weights")
-    paths = {"msvsr": str(folder / "ppmsvsr.pdparams"), "deoldify": str(folder / "deoldify_art.pdparams"),
+    paths = {"msvsr": save_keyed_weights("msvsr", folder / "ppmsvsr.pdparams"),
+             "deoldify": save_keyed_weights("deoldify_artistic", folder / "deoldify_art.pdparams"),
              "dain": str(folder / "dain.pdparams")}
-    paddle.save({"generator": {k: paddle.to_tensor(v) for k, v in model_weights("msvsr").items()}}, paths["msvsr"])
-    paddle.save({k: paddle.to_tensor(v) for k, v in model_weights("deoldify_artistic").items()}, paths["deoldify"])
     paddle.save(build_model("DAIN").state_dict(), paths["dain"])
     return paths
 

@@ -77,13 +77,17 @@ def cache_limit() -> int | None:
     return limit or None
 
 
-def human_size(size: int) -> str:
+def human_size(size: int, *, binary: bool = False) -> str:
+    """``"4.0 GB"`` (decimal units, as disks and the cap are given) or ``"3.7 GiB"`` (``binary``)."""
+    step, units = (1024, ("B", "KiB", "MiB", "GiB")) if binary else (1000, ("B", "kB", "MB", "GB"))
     value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
+    for unit in units[:-1]:
+        if value < step:
+            break
+        value /= step
+    else:
+        unit = units[-1]
+    return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
 
 
 @dataclass(frozen=True)
