@@ -138,3 +138,15 @@ def test_unwritable_output_folder_is_refused_before_any_weights_are_read(job_fil
     assert lines[-1].startswith("vsmsvsr.enhance: cannot write"), proc.stderr
     assert "not writable" in lines[-1] and "never-read" not in proc.stderr
     assert list(folder.iterdir()) == []
+
+
+def test_the_signal_tests_pass_when_the_suite_runs_with_sigint_ignored():
+    """`nohup bash scripts/test.sh > log 2>&1 &`: every process of the suite starts with SIGINT
+    ignored; the tests that send SIGINT set their child's dispositions, so they pass all the same."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/pipeline/test_job.py::test_ctrl_c_leaves_nothing"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "1 passed" in proc.stdout

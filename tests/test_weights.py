@@ -205,6 +205,19 @@ def test_mirror_replaces_the_official_base_url(mirror, home):
     assert weights.verify("PP-MSVSR") == "ok"
 
 
+@pytest.mark.parametrize("route, message", [
+    ("html", r"did not give PP-MSVSR's weights, so nothing was cached: .*not a \.pdparams file"),
+    ("cut", r"did not give PP-MSVSR's weights, so nothing was cached"),
+    ("stall", r"stalled: no data for 0\.5 s"),
+])
+def test_bad_mirror_responses_leave_nothing_in_the_cache(server, home, monkeypatch, route, message):
+    monkeypatch.setenv(weights.MIRROR_ENV, f"{server}/{route}")  # the official path under the mirror
+    with pytest.raises(WeightsError, match=message) as info:
+        weights.fetch("PP-MSVSR", progress=False, read_timeout=0.5)
+    assert f"{server}/{route}/models/PP-MSVSR_reds_x4.pdparams" in str(info.value)
+    assert _leftovers(home) == []
+
+
 def test_mirror_file_of_another_model_is_refused_and_not_cached(mirror, home):
     from tests.keyed import model_weights
 
