@@ -116,18 +116,19 @@ BackendConfig = Union[Backend.Dygraph, Backend.PaddleInferenceCPU, Backend.Paddl
 BackendLike = Union[str, BackendConfig]
 _CONFIG_TYPES = (Backend.Dygraph, Backend.PaddleInferenceCPU, Backend.PaddleInferenceGPU)
 
-#: Backend names: name -> configuration for (GPU index, fp16, threads). fp16 is a GPU-only option.
+#: Backend names (listing order): name -> configuration for (GPU index, fp16, threads).
 _BY_NAME = {
-    "trt": lambda index, fp16, threads: Backend.PaddleInferenceGPU(device_id=index, fp16=fp16, tensorrt=True),
-    "gpu": lambda index, fp16, threads: Backend.PaddleInferenceGPU(device_id=index, fp16=fp16),
+    "dygraph": lambda index, fp16, threads: Backend.Dygraph(threads=threads),
     "cpu": lambda index, fp16, threads: Backend.PaddleInferenceCPU(threads=threads),
     "cpu-plain": lambda index, fp16, threads: Backend.PaddleInferenceCPU(threads=threads, onednn=False),
-    "dygraph": lambda index, fp16, threads: Backend.Dygraph(threads=threads),
+    "gpu": lambda index, fp16, threads: Backend.PaddleInferenceGPU(device_id=index, fp16=fp16),
+    "trt": lambda index, fp16, threads: Backend.PaddleInferenceGPU(device_id=index, fp16=fp16, tensorrt=True),
 }
 #: What ``backend="auto"`` tries, fastest first (those that cannot run here are skipped).
 AUTO_ORDER = ("trt", "gpu", "cpu", "cpu-plain", "dygraph")
+assert set(AUTO_ORDER) == set(_BY_NAME)  # a new backend gets a place in both (checked at import)
 #: Backend names accepted as strings.
-BACKEND_NAMES = ("auto", "dygraph", "cpu", "cpu-plain", "gpu", "trt")
+BACKEND_NAMES = ("auto", *_BY_NAME)
 #: Names whose configuration takes ``fp16``.
 _FP16_NAMES = tuple(n for n in _BY_NAME if hasattr(_BY_NAME[n](0, False, None), "fp16"))
 
@@ -266,7 +267,7 @@ def _candidates(backend: Any, device: tuple[str, int] | None, fp16: bool,
         return [c for c in configs if kind is None or c.runs_on in (None, kind)], True
     config = _BY_NAME[name](index, fp16, threads)
     if fp16 and name not in _FP16_NAMES:
-        raise ValueError(f"{_WHO}: fp16 is only available with the {' and '.join(map(repr, _FP16_NAMES[::-1]))} "
+        raise ValueError(f"{_WHO}: fp16 is only available with the {' and '.join(map(repr, _FP16_NAMES))} "
                          f"backends, not with {name!r}")
     if kind == "cpu" and config.runs_on == "gpu":
         raise ValueError(f"{_WHO}: backend {name!r} runs on a GPU, but device='cpu'")
