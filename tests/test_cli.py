@@ -150,3 +150,10 @@ def test_the_signal_tests_pass_when_the_suite_runs_with_sigint_ignored():
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "1 passed" in proc.stdout
+
+
+def test_a_listing_piped_into_head_ends_quietly(tmp_path):
+    proc = subprocess.run(f"'{sys.executable}' -m vsmsvsr weights list | head -1", shell=True, capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ, VSMSVSR_HOME=str(tmp_path)))
+    assert proc.stdout.split()[:2] == ["MODEL", "STATUS"]
+    assert proc.stderr == ""

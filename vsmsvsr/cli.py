@@ -316,9 +316,15 @@ def _run(func, args: argparse.Namespace) -> int:
     with _stop_on_signals() as received:
         try:
             code = func(args)
+            sys.stdout.flush()  # inside: a closed pipe is reported here, not at interpreter exit
         except BaseException as exc:  # noqa: BLE001 - after a signal, whatever surfaced is its effect
             if received:
                 pass
+            elif isinstance(exc, BrokenPipeError):  # `... weights list | head`: the reader has gone
+                import os
+
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 0
             elif isinstance(exc, weights.WeightsError):
                 log.error("%s", exc)
                 return 1
