@@ -5,7 +5,6 @@ Every check runs when the filter is called, before any weights are read, and rai
 """
 from __future__ import annotations
 
-import math
 import numbers
 import os
 from pathlib import Path
@@ -36,12 +35,6 @@ def check_bool(value: object, name: str, func: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{func}: {name} must be a bool, got {value!r}")
     return value
-
-
-def check_finite(value: object, name: str, func: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise ValueError(f"{func}: {name} must be a finite number, got {value!r}")
-    return float(value)
 
 
 def scene_change_mode(value: object, func: str) -> str:

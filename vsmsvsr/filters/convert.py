@@ -61,12 +61,7 @@ class ColorTags:
         Untagged YUV and GRAY are limited range, as VapourSynth's resize assumes them (an untagged
         GRAY clip converted with ``core.resize`` elsewhere in a script gives the same levels).
         """
-        props = clip.get_frame(0).props
-        matrix = int(props.get("_Matrix", _MATRIX_UNSPECIFIED))
-        if matrix in (_MATRIX_RGB, _MATRIX_UNSPECIFIED):
-            matrix = default_matrix(clip.width, clip.height)
-        return cls(matrix, int(props.get("_Range", _RANGE_LIMITED)),
-                   int(props.get("_ChromaLocation", _CHROMA_LEFT)))
+        return cls.of_props(clip.get_frame(0).props, clip.width, clip.height)
 
 
 def rgb_tags(clip: vs.VideoNode) -> "ColorTags":
