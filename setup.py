@@ -21,7 +21,7 @@ setup(
         "vapoursynth-bestsource",
     ],
     extras_require={
-        "cpu": ["paddlepaddle>=2.6"],
+        "cpu": ["paddlepaddle>=2.6", "openvino>=2024.0"],
         "gpu": ["paddlepaddle-gpu>=2.6"],
         "test": [
             "pytest",

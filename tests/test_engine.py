@@ -96,7 +96,7 @@ def test_auto_picks_a_cpu_backend_here(weights, cache):
     if problems["gpu"] is None:
         pytest.skip("a GPU is available; auto would pick it")
     eng = Engine(MODEL, weights, cache_dir=cache)
-    expected = "cpu" if problems["cpu"] is None else "cpu-plain"
+    expected = next(n for n in ("openvino", "cpu", "cpu-plain") if problems[n] is None)
     assert eng.backend.name == expected
 
 
@@ -332,6 +332,7 @@ def test_backend_names_and_configs():
     assert Backend.PaddleInferenceCPU(onednn=False).name == "cpu-plain"
     assert Backend.PaddleInferenceGPU().name == "gpu"
     assert Backend.PaddleInferenceGPU(tensorrt=True).name == "trt"
+    assert Backend.OpenVINOCPU().name == "openvino" and Backend.OpenVINOCPU().precision == "fp32"
     assert set(available_backends()) == set(BACKEND_NAMES) - {"auto"}
     with pytest.raises(AttributeError):
         Backend.PaddleInferenceCPU().onednn = False  # frozen

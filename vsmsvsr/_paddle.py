@@ -46,7 +46,10 @@ def load_paddle() -> ModuleType:
 
 
 #: glog lines of Paddle's C++ side that say nothing a user can act on (exporting a program).
-_NOISE = re.compile(rb"^W\d{4} [\d:.]+\s+\d+ \S+\] Paddle static graph\(PIR\) not support input out tensor")
+# Paddle's glog lines while exporting: PIR's "not support input out tensor" warning, and the legacy
+# executor's "New Executor is Running" (legacy programs, for OpenVINO).
+_NOISE = re.compile(rb"^[WI]\d{4} [\d:.]+\s+\d+ \S+\] (Paddle static graph\(PIR\) not support input out tensor"
+                    rb"|New Executor is Running)")
 
 
 @contextlib.contextmanager

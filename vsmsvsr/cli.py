@@ -165,6 +165,11 @@ def add_enhance_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{step.weight_flag}", default=None, metavar="PATH",
                        help=f"{step.name} weights file (default: the official file, downloaded once)")
     p.add_argument("--cpu", action="store_true", help="run every model on the CPU")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
+                   help="fp32 (default: PaddleGAN's numbers within 1e-5), bf16 (OpenVINO on a CPU with bf16/AMX: "
+                        "faster, slightly different) or fp16 (GPU)")
+    p.add_argument("--fp16", action="store_const", const="fp16", dest="precision",
+                   help="the same as --precision fp16")
 
     e = parser.add_argument_group("encoding (vsmsvsr)")
     e.add_argument("-o", "--output_file", default=None, metavar="FILE",
@@ -193,6 +198,7 @@ def _enhance(args: argparse.Namespace) -> int:
             remove_duplicates=args.remove_duplicates, render_factor=args.render_factor,
             artistic=args.artistic, colorization=args.colorization, reference_dir=args.reference_dir,
             mindim=args.mindim, device="cpu" if args.cpu else None, max_frames=args.max_frames,
+            precision=args.precision,
             weights={name: getattr(args, step.weight_flag) for name, step in enhance.STEPS.items()},
         )
         try:

@@ -11,6 +11,7 @@ later run exports it again. The cache functions import no Paddle (the CLI's ``ca
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -209,6 +210,29 @@ def clear(root: Path | None = None, older_than_days: float | None = None) -> lis
 # static programs on disk
 
 
+@contextlib.contextmanager
+def _pixel_shuffle_as_reshape():
+    """While tracing: ``F.pixel_shuffle`` (also behind ``nn.PixelShuffle``) as reshape + transpose,
+    the same permutation of the same values (exact), for converters without that op."""
+    import paddle.nn.functional as F
+
+    original = F.pixel_shuffle
+
+    def pixel_shuffle(x, upscale_factor, data_format="NCHW", name=None):
+        if data_format != "NCHW":
+            return original(x, upscale_factor, data_format, name)
+        r = int(upscale_factor)
+        n, c, h, w = (int(d) for d in x.shape)
+        y = x.reshape([n, c // (r * r), r, r, h, w]).transpose([0, 1, 4, 2, 5, 3])
+        return y.reshape([n, c // (r * r), h * r, w * r])
+
+    F.pixel_shuffle = pixel_shuffle
+    try:
+        yield
+    finally:
+        F.pixel_shuffle = original
+
+
 def _default_cache_root() -> Path:
     from vsmsvsr.weights import cache_dir
 
@@ -285,12 +309,21 @@ class _ProgramStore:
             self._batch.clear()
             self._batch_seconds = 0.0
 
-    def get(self, part: str, layer: "paddle.nn.Layer", shapes: Sequence[Sequence[int]]) -> Path:
-        """Folder holding the static program of ``layer`` for inputs of ``shapes`` (float32)."""
+    def get(self, part: str, layer: "paddle.nn.Layer", shapes: Sequence[Sequence[int]], *,
+            legacy: bool = False) -> Path:
+        """Folder holding the static program of ``layer`` for inputs of ``shapes`` (float32).
+
+        ``legacy``: a ``model.pdmodel`` (ProgramDesc) program, with ``pixel_shuffle`` written as
+        reshape/transpose, for converters that read neither PIR programs nor that op (OpenVINO's
+        Paddle frontend); raises if Paddle cannot export ``layer`` that way.
+        """
         import paddle
 
         meta = {"format": EXPORT_FORMAT, "model_digest": self.model_digest, "part": part,
                 "input_shapes": [list(s) for s in shapes], **_paddle_identity()}
+        if legacy:
+            meta["ir"] = "legacy"
+            part = f"{part}.legacy"
         key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
         shape_label = "_".join("x".join(str(d) for d in s) for s in shapes)
         if len(shape_label) > 60:
@@ -317,7 +350,13 @@ class _ProgramStore:
                 warnings.filterwarnings("ignore", message="Tensor do not have 'place' interface",
                                         category=UserWarning)
                 with native_stderr_filtered():  # Paddle's C++ "PIR not support input out tensor" line
-                    paddle.jit.save(layer, str(tmp / "model"), input_spec=specs)
+                    if legacy:
+                        # Paddle 2.6 writes legacy programs anyway (and has no OldIrGuard)
+                        old_ir = getattr(getattr(paddle, "pir_utils", None), "OldIrGuard", contextlib.nullcontext)
+                        with old_ir(), _pixel_shuffle_as_reshape():
+                            paddle.jit.save(layer, str(tmp / "model"), input_spec=specs)
+                    else:
+                        paddle.jit.save(layer, str(tmp / "model"), input_spec=specs)
             if _program_file(tmp) is None:
                 raise RuntimeError(f"paddle.jit.save wrote no program into {tmp}: {sorted(os.listdir(tmp))}")
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))

@@ -13,7 +13,7 @@ import numpy as np
 
 from vsmsvsr.engine.backends import BackendConfig
 from vsmsvsr.engine.dygraph import _main_output, _static_copy
-from vsmsvsr.engine import paddle_inference
+from vsmsvsr.engine import deform, paddle_inference
 from vsmsvsr.engine.programs import _ProgramStore
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -167,6 +167,7 @@ def _ParallelDeformConv(layer: "paddle.nn.Layer", runner: _SegmentedRunner) -> "
     from paddle.vision.ops import deform_conv2d
 
     parts = _deform_parts(layer, runner.threads)
+    compiled = deform.library() if int(getattr(layer, "_groups", 1)) == 1 else None
 
     class ParallelDeformConv(paddle.nn.Layer):
         def __init__(self) -> None:
@@ -176,6 +177,10 @@ def _ParallelDeformConv(layer: "paddle.nn.Layer", runner: _SegmentedRunner) -> "
 
         def forward(self, x, offset, mask=None):
             inner = self.layer
+            if compiled is not None and mask is not None:
+                return deform.deform_conv2d(compiled, x, offset, mask, inner.weight, inner.bias, inner._stride,
+                                            inner._padding, inner._dilation, int(inner._deformable_groups),
+                                            runner.threads)
             if self.parts == 1 or mask is None:
                 return inner(x, offset, mask)
             c = x.shape[1] // self.parts

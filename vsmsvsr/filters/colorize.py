@@ -48,6 +48,7 @@ def Colorize(
     device: str | None = None,
     fp16: bool = False,
     backend: str = "auto",
+    precision: str | None = None,
     smooth: int = 0,
     scene_change: bool | str = True,
     sc_threshold: float = scenecut.DEFAULT_THRESHOLD,
@@ -67,7 +68,7 @@ def Colorize(
         render_factor: DeOldify sees a square of ``16 * render_factor`` pixels (default 32: 512),
             7–64. Higher gives more detailed colour and costs time quadratically.
         references: DeepRemaster only: reference colour images (folder, list of paths or a clip).
-        device, fp16, backend: see :func:`vsmsvsr.Upscale`.
+        device, fp16, backend, precision: see :func:`vsmsvsr.Upscale`.
         smooth: DeOldify only: temporal radius (frames) of a running average of the colour within
             each shot, 0 (default) = off. Reduces flicker; see ``bench/bench_colorize.py``.
         scene_change, sc_threshold: where ``smooth`` (and DeepRemaster's windows) stop: as in
@@ -89,7 +90,8 @@ def Colorize(
             raise ValueError(f"{FUNC}: render_factor and smooth are DeOldify's; {model} takes mindim, window, overlap")
         # Remaster's own code, with errors named after this filter
         return remaster.remaster(clip, references=references, colorize=True, weights=weights, device=device,
-                                 fp16=fp16, backend=backend, scene_change=scene_change, sc_threshold=sc_threshold,
+                                 fp16=fp16, backend=backend, precision=precision, scene_change=scene_change,
+                                 sc_threshold=sc_threshold,
                                  func=FUNC, **remaster_args)
     if remaster_args:
         raise TypeError(f"{FUNC}: unexpected argument(s) for {model}: {', '.join(sorted(remaster_args))}")
@@ -106,7 +108,7 @@ def Colorize(
     from vsmsvsr.models import load_model
 
     with named_errors(FUNC):
-        choice = choose_backend(backend, device, fp16)
+        choice = choose_backend(backend, device, fp16, precision=precision)
         net = load_model(model, weights, device=choice.load_device)
     run = LayerRunner(net, choice, label=model)
     adapter = spec.load_adapter()

@@ -24,6 +24,7 @@ import vapoursynth as vs
 
 from vsmsvsr import retime, scenecut
 from vsmsvsr.filters.convert import check_constant_format, from_rgbs, per_frame_tags, to_rgbs
+from vsmsvsr.engine.backends import resolve_precision
 from vsmsvsr.filters._args import check_bool, check_int, check_weights_path, progressive, scene_change_mode
 from vsmsvsr.filters.errors import named_errors
 from vsmsvsr.filters.scene import DIFF_PROP, difference_clip, is_cut_frame, scene_cut_clip, shifted
@@ -174,6 +175,7 @@ def Interpolate(
     dup_threshold: float = DEFAULT_DUP_THRESHOLD,
     device: str | None = None,
     fp16: bool = False,
+    precision: str | None = None,
     backend: str = "auto",
     program: bool | None = None,
 ) -> vs.VideoNode:
@@ -205,7 +207,7 @@ def Interpolate(
             jumping (PaddleGAN's option, done by retiming rather than dropping frames).
         dup_threshold: mean absolute luma difference (0–1) below which a frame repeats the
             previous one (default 0.002).
-        device, fp16, backend: as for :func:`vsmsvsr.Upscale`.
+        device, fp16, backend, precision: as for :func:`vsmsvsr.Upscale`.
         program: run the official static program itself (``DAIN_weight.tar`` as PaddleGAN does)
             instead of the native network converted from it, for the frame pairs whose times are
             the ones baked into the program (``k * time_step``, 0.5 for doubling); other times
@@ -246,14 +248,14 @@ def Interpolate(
     check_weights_path(weights, FUNC, folder_ok=True)  # DAIN: also PaddleGAN's extracted program folder
     if program is not None and not isinstance(program, bool):
         raise TypeError(f"{FUNC}: program must be None, True or False, got {program!r}")
-    check_bool(fp16, "fp16", FUNC)
+    resolve_precision(precision, fp16, FUNC)
     clip = progressive(clip, FUNC)
     flags = scene_cut_clip(clip, mode, threshold=sc_threshold, func=FUNC)
 
     from vsmsvsr.engine import LayerRunner, choose_backend
     from vsmsvsr.models import load_model
     with named_errors(FUNC):
-        choice = choose_backend(backend, device, fp16)
+        choice = choose_backend(backend, device, fp16, precision=precision)
         net = load_model(model, weights, device=choice.load_device)
         official = _official_program(program, weights, choice, spec)
     if spec.reader is not None:  # the weights file was read for the model and the program: done

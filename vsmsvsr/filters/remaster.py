@@ -73,6 +73,7 @@ def Remaster(
     weights: str | os.PathLike | None = None,
     device: str | None = None,
     fp16: bool = False,
+    precision: str | None = None,
     backend: str = "auto",
     scene_change: bool | str = True,
     sc_threshold: float = scenecut.DEFAULT_THRESHOLD,
@@ -99,11 +100,11 @@ def Remaster(
             ``t = window + 2 * overlap`` frames at ``w x h`` holds two float32 matrices of
             ``(t * w * h / 64)^2`` values: about 2.4 GB each at 640x352 and t = 7.
         weights: ``.pdparams`` path (``{'modelR': ..., 'modelC': ...}``); ``None`` = the official file.
-        device, fp16, backend, scene_change, sc_threshold: see :func:`vsmsvsr.Upscale`.
+        device, fp16, backend, precision, scene_change, sc_threshold: see :func:`vsmsvsr.Upscale`.
     """
     return remaster(clip, references=references, colorize=colorize, mindim=mindim, window=window,
                     overlap=overlap, weights=weights, device=device, fp16=fp16, backend=backend,
-                    scene_change=scene_change, sc_threshold=sc_threshold, func=FUNC)
+                    precision=precision, scene_change=scene_change, sc_threshold=sc_threshold, func=FUNC)
 
 
 def max_mindim(width: int, height: int) -> int:
@@ -115,7 +116,7 @@ def max_mindim(width: int, height: int) -> int:
 def remaster(clip: vs.VideoNode, *, references: References = None, colorize: bool = False,
              mindim: int = DEFAULT_MINDIM, window: int = DEFAULT_WINDOW, overlap: int = DEFAULT_OVERLAP,
              weights: str | os.PathLike | None = None, device: str | None = None, fp16: bool = False,
-             backend: str = "auto", scene_change: bool | str = True,
+             backend: str = "auto", precision: str | None = None, scene_change: bool | str = True,
              sc_threshold: float = scenecut.DEFAULT_THRESHOLD, func: str = FUNC) -> vs.VideoNode:
     """:func:`Remaster` with errors named ``func`` (``Colorize(model="DeepRemaster")`` calls it)."""
     # --- checks first, before any weights are touched ---
@@ -138,7 +139,7 @@ def remaster(clip: vs.VideoNode, *, references: References = None, colorize: boo
     from vsmsvsr.models import get_spec, load_model
 
     with named_errors(func):
-        choice = choose_backend(backend, device, fp16)
+        choice = choose_backend(backend, device, fp16, precision=precision)
         model = load_model("DeepRemaster", weights, device=choice.load_device)
     restore = LayerRunner(model.restoration, choice, label="DeepRemaster-R")
     colour_net = LayerRunner(model.colorization, choice, label="DeepRemaster-C") if colorize else None

@@ -25,7 +25,8 @@ def _upscale(model: str) -> Callable[["vs.VideoNode", "EnhanceSettings", Path | 
     def apply(clip: "vs.VideoNode", s: "EnhanceSettings", weights: Path | None) -> "vs.VideoNode":
         from vsmsvsr.filters import Upscale
 
-        return Upscale(clip, model=model, weights=_str(weights), window=s.num_frames, device=s.device)
+        return Upscale(clip, model=model, weights=_str(weights), window=s.num_frames, device=s.device,
+                       precision=s.precision)
 
     return apply
 
@@ -34,14 +35,14 @@ def _interpolate(clip: "vs.VideoNode", s: "EnhanceSettings", weights: Path | Non
     from vsmsvsr.filters import Interpolate
 
     return Interpolate(clip, factor=s.factor, model="DAIN", weights=_str(weights),
-                       remove_duplicates=s.remove_duplicates, device=s.device)
+                       remove_duplicates=s.remove_duplicates, device=s.device, precision=s.precision)
 
 
 def _colorize(clip: "vs.VideoNode", s: "EnhanceSettings", weights: Path | None) -> "vs.VideoNode":
     from vsmsvsr.filters import Colorize
 
     return Colorize(clip, model=s.deoldify_model, weights=_str(weights), render_factor=s.render_factor,
-                    device=s.device)
+                    device=s.device, precision=s.precision)
 
 
 def _remaster(clip: "vs.VideoNode", s: "EnhanceSettings", weights: Path | None) -> "vs.VideoNode":
@@ -50,7 +51,7 @@ def _remaster(clip: "vs.VideoNode", s: "EnhanceSettings", weights: Path | None) 
     # PaddleGAN uses the reference images only when colourising.
     references = _str(s.reference_dir) if s.colorization else None
     return Remaster(clip, references=references, colorize=s.colorization, mindim=s.mindim,
-                    weights=_str(weights), device=s.device)
+                    weights=_str(weights), device=s.device, precision=s.precision)
 
 
 def _str(path: Path | None) -> str | None:
@@ -138,6 +139,8 @@ class EnhanceSettings:
         weights: ``{step name: weights file}``; absent steps use the official file.
         device: ``None`` (any, a GPU where Paddle has one), ``'cpu'``, ``'gpu'``, ``'gpu:N'``.
         max_frames: process only the first N frames (the audio is cut to their duration).
+        precision: ``None``/``'fp32'`` (default), ``'bf16'`` (OpenVINO on the CPU) or ``'fp16'``
+            (GPU), for every step (see :func:`vsmsvsr.Upscale`).
     """
 
     process_order: tuple[str, ...]
@@ -152,6 +155,7 @@ class EnhanceSettings:
     weights: Mapping[str, Path | str | None] = field(default_factory=dict)
     device: str | None = None
     max_frames: int | None = None
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         order = self.process_order
@@ -197,9 +201,11 @@ class EnhanceSettings:
             weights[name] = Path(path)
         object.__setattr__(self, "weights", MappingProxyType(weights))
         from vsmsvsr.device import parse_device
+        from vsmsvsr.engine.backends import resolve_precision
 
         try:
             parse_device(self.device, FUNC)
+            object.__setattr__(self, "precision", resolve_precision(self.precision, False, FUNC))
         except (TypeError, ValueError) as exc:
             raise EnhanceError(str(exc)) from None
 

@@ -1,0 +1,163 @@
+"""The OpenVINO backend (vsmsvsr/engine/openvino.py): its output matches dygraph within the spec on
+the golden input, every compiled program is checked when built, and a wrong one is refused (that
+segment then runs through Paddle Inference) with one log line; bf16 is an explicit opt-in."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import paddle
+import pytest
+
+from tests.keyed import assert_close_to_golden, golden, model_weights
+from vsmsvsr.engine import Backend, Engine, LayerRunner, available_backends, choose_backend
+from vsmsvsr.engine import openvino as ov_backend
+from vsmsvsr.engine import programs
+
+MODEL = "PP-MSVSR"
+
+pytestmark = pytest.mark.skipif(available_backends()["openvino"] is not None,
+                                reason=f"OpenVINO cannot run here: {available_backends()['openvino']}")
+
+
+@pytest.fixture(scope="module")
+def weights() -> dict:
+    return model_weights("msvsr")
+
+
+@pytest.fixture(scope="module")
+def frames() -> np.ndarray:
+    return golden("msvsr", "b", "main")[0]  # (3, 3, 64, 72)
+
+
+@pytest.fixture(scope="module")
+def reference(weights, frames) -> np.ndarray:
+    return Engine(MODEL, weights, backend="dygraph")(frames)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("static-ov")
+
+
+def _ov_segments(eng: Engine) -> list:
+    return [p for p in eng._runner.predictors.values() if isinstance(p, ov_backend.CompiledSegment)]
+
+
+def test_openvino_matches_dygraph_and_paddlegan(weights, frames, reference, cache, caplog):
+    eng = Engine(MODEL, weights, backend="openvino", cache_dir=cache)
+    assert isinstance(eng.backend, Backend.OpenVINOCPU)
+    with caplog.at_level(logging.INFO, logger="vsmsvsr.engine"):
+        out = eng(frames)
+    assert_close_to_golden(out, reference, "Engine(openvino)")
+    assert_close_to_golden(out[None], golden("msvsr", "b", "out"), "Engine(openvino) vs PaddleGAN")
+    # most of the network really runs on OpenVINO: every segment but SPyNet (grid_sample cannot be
+    # exported as a legacy program by Paddle 3.3), and the refusal is said once, naming the segment
+    assert len(_ov_segments(eng)) >= 10, eng._runner.refused
+    assert set(eng._runner.refused) <= {"spynet"}
+    refusals = [r.getMessage() for r in caplog.records if "OpenVINO refused" in r.getMessage()]
+    assert len(refusals) == len(eng._runner.refused)
+    np.testing.assert_array_equal(eng(frames), out)  # the same compiled programs, the same numbers
+
+
+def test_a_wrong_compiled_program_is_refused_and_paddle_inference_runs_it(weights, frames, reference, tmp_path,
+                                                                         monkeypatch, caplog):
+    """A converter that silently changes the numbers (as paddle2onnx's LeakyReLU slopes did) is
+    caught by the build-time check: no wrong frame is ever produced."""
+    real = ov_backend.compile_program
+
+    class Wrong:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def run(self, arrays):
+            return [o * 1.001 for o in self.inner.run(arrays)]  # rel-L2 1e-3: plausible, wrong
+
+    monkeypatch.setattr(ov_backend, "compile_program", lambda *a, **k: Wrong(real(*a, **k)))
+    eng = Engine(MODEL, weights, backend="openvino", cache_dir=tmp_path)
+    with caplog.at_level(logging.INFO, logger="vsmsvsr.engine"):
+        out = eng(frames)
+    assert not _ov_segments(eng)
+    assert eng._runner.refused and all("rel-L2" in why for name, why in eng._runner.refused.items()
+                                       if name != "spynet")
+    assert_close_to_golden(out, reference, "openvino with every program refused")
+    msgs = [r.getMessage() for r in caplog.records if "OpenVINO refused" in r.getMessage()]
+    assert any("frame.upsample" in m and "differs from the eager layer" in m for m in msgs)
+
+
+def test_a_layer_runs_on_openvino_or_is_refused_whole(tmp_path, monkeypatch, caplog):
+    """LayerRunner on openvino: a layer OpenVINO compiles gives the eager numbers; a wrong program
+    is refused and the layer runs on Paddle Inference, with the same numbers."""
+    paddle.seed(3)
+    layer = paddle.nn.Sequential(paddle.nn.Conv2D(3, 8, 3, padding=1), paddle.nn.LeakyReLU(0.2),
+                                 paddle.nn.Conv2D(8, 12, 3, padding=1), paddle.nn.PixelShuffle(2))
+    layer.eval()
+    x = np.random.default_rng(1).random((1, 3, 20, 24), dtype=np.float32)
+    with paddle.no_grad():
+        want = layer(paddle.to_tensor(x)).numpy()
+    run = LayerRunner(layer, choose_backend("openvino"), label="toy", cache_dir=tmp_path / "a")
+    (got,) = run(x)
+    assert isinstance(run._runner.programs[(x.shape,)], ov_backend.CompiledSegment)  # pixel_shuffle rewritten
+    assert_close_to_golden(got, want, "toy layer on OpenVINO")
+
+    real = ov_backend.compile_program
+
+    class Broken:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def run(self, arrays):
+            return [np.zeros_like(o) for o in self.inner.run(arrays)]
+
+    monkeypatch.setattr(ov_backend, "compile_program", lambda *a, **k: Broken(real(*a, **k)))
+    run = LayerRunner(layer, choose_backend("openvino"), label="toy", cache_dir=tmp_path / "b")
+    with caplog.at_level(logging.INFO, logger="vsmsvsr.engine"):
+        (got,) = run(x)
+    assert run._runner.programs[(x.shape,)] is None and "rel-L2" in run._runner.refused
+    assert_close_to_golden(got, want, "toy layer refused by OpenVINO")
+    assert sum("OpenVINO refused toy" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_pixel_shuffle_rewrite_is_exact():
+    x = paddle.to_tensor(np.random.default_rng(2).random((2, 36, 5, 7), dtype=np.float32))
+    want = paddle.nn.functional.pixel_shuffle(x, 3).numpy()
+    with programs._pixel_shuffle_as_reshape():
+        got = paddle.nn.PixelShuffle(3)(x).numpy()
+    np.testing.assert_array_equal(got, want)
+    assert paddle.nn.functional.pixel_shuffle.__name__ == "pixel_shuffle"  # restored
+
+
+def test_probe_input_is_deterministic_and_rel_l2_catches_nan():
+    a = ov_backend.probe_inputs("x", ((1, 3, 4, 4),))
+    b = ov_backend.probe_inputs("x", ((1, 3, 4, 4),))
+    np.testing.assert_array_equal(a[0], b[0])
+    assert not np.array_equal(a[0], ov_backend.probe_inputs("y", ((1, 3, 4, 4),))[0])
+    ok = np.ones((2, 2), np.float32)
+    assert ov_backend.rel_l2([ok], [ok]) == 0
+    assert ov_backend.rel_l2([ok * np.nan], [ok]) == float("inf")
+    assert ov_backend.rel_l2([ok[:1]], [ok]) == float("inf")
+
+
+def test_bf16_is_opt_in_and_validated(weights, frames, reference, cache):
+    with pytest.raises(ValueError, match=r"^vsmsvsr\.Engine: precision must be one of 'fp32', 'bf16', 'fp16', "
+                                         r"got 'int8'"):
+        Engine(MODEL, weights, precision="int8")
+    with pytest.raises(ValueError, match=r"precision='bf16' is only available with the 'openvino' backend, "
+                                         r"not with 'cpu'"):
+        Engine(MODEL, weights, backend="cpu", precision="bf16")
+    with pytest.raises(ValueError, match=r"fp16=True contradicts precision='bf16'"):
+        Engine(MODEL, weights, fp16=True, precision="bf16")
+    with pytest.raises(ValueError, match=r"OpenVINOCPU precision must be 'fp32' or 'bf16', got 'fp16'"):
+        Engine(MODEL, weights, backend=Backend.OpenVINOCPU(precision="fp16"))
+    # fp32 is what auto gives; bf16 only when asked for
+    assert Engine(MODEL, weights, cache_dir=cache).backend == Backend.OpenVINOCPU()
+    problem = ov_backend.openvino_problem("bf16")
+    if problem is not None:
+        with pytest.raises(ValueError, match="bf16"):
+            Engine(MODEL, weights, precision="bf16", cache_dir=cache)
+        return
+    eng = Engine(MODEL, weights, precision="bf16", cache_dir=cache)
+    assert eng.backend == Backend.OpenVINOCPU(precision="bf16")
+    out = eng(frames)
+    err = float(np.linalg.norm(out - reference) / np.linalg.norm(reference))
+    assert 1e-6 < err < 5e-2  # really bf16 (not fp32), and close

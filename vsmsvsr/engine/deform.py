@@ -1,0 +1,161 @@
+"""The compiled deformable convolution: a C++ im2col on several threads plus Paddle's matmul.
+
+Paddle's CPU ``deform_conv2d`` samples its im2col columns on one thread (~0.2 s per PP-MSVSR call
+at 180x320, a quarter of a window's time). ``deform_conv.cpp`` samples them on ``threads``
+``std::thread``s; the GEMM after it is Paddle's own ``matmul``. The library is built with the
+system's C++ compiler (``$CXX``, else ``g++``/``c++``/``clang++``) on first use, once per source,
+compiler and CPU, into ``<cache>/ops/`` (written to a temporary name and renamed: a crash or a
+concurrent build never leaves half a library), and called through ``ctypes`` on the tensors' data
+pointers (no copies; ctypes releases the GIL during the call).
+
+Where no compiler is found or the build fails, :func:`library` returns ``None`` after one log line
+and the callers keep Paddle's kernel (split over threads by deformable group). ``VSMSVSR_DEFORM=
+paddle`` forces that fallback (for comparisons).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import paddle
+
+log = logging.getLogger("vsmsvsr.engine")
+_WHO = "vsmsvsr.Engine"
+
+SOURCE = Path(__file__).with_name("deform_conv.cpp")
+#: ``paddle`` disables the compiled kernel (Paddle's own is used).
+ENV = "VSMSVSR_DEFORM"
+_FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread")
+
+_lock = threading.Lock()
+_loaded: dict[str, Any] = {}  # "lib": ctypes library or None once decided
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cpu_identity() -> str:
+    """What ``-march=native`` depends on: the CPU's feature flags (a cache shared by machines of
+    different CPUs keeps one library per CPU kind)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _library_path(compiler: str) -> Path:
+    from vsmsvsr.weights import cache_dir
+
+    try:
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        version = ""
+    h = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), version.encode(), " ".join(_FLAGS).encode(), _cpu_identity().encode(),
+                 platform.machine().encode()):
+        h.update(part)
+        h.update(b"\0")
+    return cache_dir() / "ops" / f"deform_conv-{h.hexdigest()[:16]}.so"
+
+
+def _build(compiler: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        proc = subprocess.run([compiler, *_FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True,
+                              timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{Path(compiler).name} exited with {proc.returncode}: "
+                               f"{(proc.stderr or proc.stdout).strip()[-500:]}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def library() -> Any:
+    """The ctypes library (built on first use), or ``None`` where it cannot be had (logged once)."""
+    with _lock:
+        if "lib" in _loaded:
+            return _loaded["lib"]
+        lib = None
+        if os.environ.get(ENV, "").strip().lower() == "paddle":
+            log.info("%s: %s=paddle: deformable convolutions use Paddle's kernel", _WHO, ENV)
+        else:
+            compiler = _compiler()
+            if compiler is None:
+                log.warning("%s: no C++ compiler found (g++, c++, clang++ or $CXX): deformable convolutions use "
+                            "Paddle's single-threaded kernel, split by group (slower; install g++ for the fast "
+                            "one)", _WHO)
+            else:
+                try:
+                    path = _library_path(compiler)
+                    if not path.is_file():
+                        log.info("%s: compiling the deformable convolution kernel with %s (once; cached in %s)",
+                                 _WHO, Path(compiler).name, path.parent)
+                        _build(compiler, path)
+                    lib = ctypes.CDLL(str(path))
+                    if lib.vsmsvsr_deform_im2col_version() != 1:
+                        raise RuntimeError(f"{path} is another version of the kernel")
+                    fn = lib.vsmsvsr_deform_im2col
+                    fn.restype = ctypes.c_int
+                    fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int] * 16
+                except Exception as exc:  # noqa: BLE001 - any failure: Paddle's kernel, said once
+                    log.warning("%s: the deformable convolution kernel could not be built (%s: %s): using Paddle's "
+                                "kernel, split by group (slower)", _WHO, type(exc).__name__, exc)
+                    lib = None
+        _loaded["lib"] = lib
+        return lib
+
+
+def forget() -> None:
+    """Drop the decision of :func:`library` (tests change ``$VSMSVSR_DEFORM``/``$CXX``)."""
+    with _lock:
+        _loaded.clear()
+
+
+def deform_conv2d(lib: Any, x: "paddle.Tensor", offset: "paddle.Tensor", mask: "paddle.Tensor",
+                  weight: "paddle.Tensor", bias: "paddle.Tensor | None", stride: tuple[int, int],
+                  padding: tuple[int, int], dilation: tuple[int, int], deformable_groups: int,
+                  threads: int) -> "paddle.Tensor":
+    """Modulated deformable convolution (Paddle's ``deform_conv2d`` with ``mask``, ``groups=1``).
+
+    ``x`` (n, c, h, w), ``offset`` (n, 2*g*kh*kw, ho, wo), ``mask`` (n, g*kh*kw, ho, wo), ``weight``
+    (o, c, kh, kw), ``bias`` (o,) or None; float32 CPU tensors. Returns (n, o, ho, wo). Same
+    products as Paddle's kernel, summed by the same kind of GEMM (rel-L2 ~1e-7).
+    """
+    import paddle
+
+    n, c, h, w = (int(d) for d in x.shape)
+    o, _, kh, kw = (int(d) for d in weight.shape)
+    ho, wo = (int(d) for d in offset.shape[2:])
+    x, offset, mask = (t.contiguous() if not t.is_contiguous() else t for t in (x, offset, mask))
+    cols = paddle.empty([n, c * kh * kw, ho * wo], dtype="float32")
+    rc = lib.vsmsvsr_deform_im2col(x.data_ptr(), offset.data_ptr(), mask.data_ptr(), cols.data_ptr(), n, c, h, w,
+                                   ho, wo, kh, kw, padding[0], padding[1], stride[0], stride[1], dilation[0],
+                                   dilation[1], deformable_groups, threads)
+    if rc != 0:
+        raise ValueError(f"{_WHO}: deformable convolution arguments out of range: x {x.shape}, offset "
+                         f"{offset.shape}, groups {deformable_groups}")
+    out = paddle.matmul(weight.reshape([o, c * kh * kw]), cols).reshape([n, o, ho, wo])
+    if bias is not None:
+        out = out + bias.reshape([1, o, 1, 1])
+    return out
