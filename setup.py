@@ -22,7 +22,12 @@ setup(
     ],
     extras_require={
         "cpu": ["paddlepaddle>=2.6", "openvino>=2024.0"],
-        "gpu": ["paddlepaddle-gpu>=2.6"],
+        # paddlepaddle-gpu 2.6.2 is built for CUDA 11.8 + cuDNN 8.6 and declares no CUDA wheels:
+        # these are they (loaded by vsmsvsr._paddle before Paddle is imported), so that a machine
+        # with an NVIDIA driver needs nothing but pip.
+        "gpu": ["paddlepaddle-gpu==2.6.2", "nvidia-cuda-runtime-cu11==11.8.*", "nvidia-cuda-nvrtc-cu11==11.8.*",
+                "nvidia-cublas-cu11==11.11.*", "nvidia-cudnn-cu11==8.6.*", "nvidia-cufft-cu11==10.9.*",
+                "nvidia-curand-cu11==10.3.*", "nvidia-cusolver-cu11==11.4.*", "nvidia-cusparse-cu11==11.7.*"],
         "test": [
             "pytest",
             "scikit-image",

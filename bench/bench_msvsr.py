@@ -9,6 +9,9 @@ Not a test: prints tables. For each model, on one window of ``--frames`` frames 
 * every requested engine backend (default: every available one except the whole-network CPU
   programs, which hold ~1.6 GB per frame at 180x320 with oneDNN; ask for ``cpu-whole`` /
   ``cpu-plain-whole`` explicitly).
+* ``openvino-bf16`` (ask for it): the OpenVINO backend with ``precision="bf16"`` (not fp32).
+* ``cpu-before`` (ask for it): the ``cpu`` backend as it was before the compiled deformable
+  convolution and the allocator parameters (``VSMSVSR_DEFORM=paddle``, ``VSMSVSR_MALLOC=system``).
 * ``cpu-keep-offsets`` (ask for it): the ``cpu`` backend on a network with ``keep_offsets=True``,
   i.e. PaddleGAN's data flow, which keeps stage 2's offsets and masks for the whole window instead
   of recomputing them for stage 3 (vsmsvsr's default): the memory/time trade of that choice.
@@ -59,9 +62,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-ENGINE_BACKENDS = ("dygraph", "cpu", "cpu-plain", "cpu-whole", "cpu-plain-whole", "cpu-keep-offsets",
+ENGINE_BACKENDS = ("dygraph", "openvino", "openvino-bf16", "cpu", "cpu-before", "cpu-plain", "cpu-whole", "cpu-plain-whole", "cpu-keep-offsets",
                    "gpu", "gpu-fp16", "trt", "trt-fp16")
-DEFAULT_SKIP = {"cpu-whole", "cpu-plain-whole", "cpu-keep-offsets"}
+DEFAULT_SKIP = {"cpu-whole", "cpu-plain-whole", "cpu-keep-offsets", "cpu-before", "openvino-bf16"}
 PADDLEGAN_FLOW = {"baseline", "cpu-keep-offsets"}  # configurations that keep stage 2's offsets
 KEYED = {"PP-MSVSR": "msvsr", "PP-MSVSR-L": "msvsr_large", "PP-MSVSR-BD": "msvsr"}
 
@@ -151,7 +154,12 @@ def _child(args) -> dict:
         from vsmsvsr import engine as engine_mod
         from vsmsvsr.engine import Backend, Engine
 
+        if args.config == "cpu-before":  # the cpu backend as it was: Paddle's deformable conv, glibc defaults
+            os.environ["VSMSVSR_DEFORM"] = "paddle"
+            os.environ["VSMSVSR_MALLOC"] = "system"
         backend = {
+            "cpu-before": "cpu",
+            "openvino-bf16": Backend.OpenVINOCPU(threads=args.threads, precision="bf16"),
             "cpu-whole": Backend.PaddleInferenceCPU(threads=args.threads, segmented=False),
             "cpu-plain-whole": Backend.PaddleInferenceCPU(threads=args.threads, onednn=False, segmented=False),
             "gpu-fp16": "gpu", "trt-fp16": "trt",
@@ -281,7 +289,7 @@ def main(argv=None) -> int:
     from vsmsvsr.engine import available_backends
 
     problems = available_backends()
-    base_of = {"cpu-whole": "cpu", "cpu-plain-whole": "cpu-plain", "cpu-keep-offsets": "cpu",
+    base_of = {"cpu-before": "cpu", "openvino-bf16": "openvino", "cpu-whole": "cpu", "cpu-plain-whole": "cpu-plain", "cpu-keep-offsets": "cpu",
                "gpu-fp16": "gpu", "trt-fp16": "trt"}
     if args.backends:
         configs = [c.strip() for c in args.backends.split(",") if c.strip()]

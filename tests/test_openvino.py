@@ -161,3 +161,18 @@ def test_bf16_is_opt_in_and_validated(weights, frames, reference, cache):
     out = eng(frames)
     err = float(np.linalg.norm(out - reference) / np.linalg.norm(reference))
     assert 1e-6 < err < 5e-2  # really bf16 (not fp32), and close
+
+
+def test_a_second_engine_reuses_programs_and_remembered_refusals(weights, frames, reference, cache, monkeypatch):
+    """Everything compiled once is read from the cache, and a layer Paddle could not export as a
+    legacy program (SPyNet) is not traced again: a later engine exports nothing."""
+    Engine(MODEL, weights, backend="openvino", cache_dir=cache)(frames)  # fills the cache (if not yet)
+    assert list(cache.rglob("spynet*.refused"))
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("paddle.jit.save called with a warm cache")
+
+    monkeypatch.setattr(paddle.jit, "save", no_export)
+    eng = Engine(MODEL, weights, backend="openvino", cache_dir=cache)
+    assert_close_to_golden(eng(frames), reference, "openvino from the cache")
+    assert eng.exported == 0 and "spynet" in eng._runner.refused

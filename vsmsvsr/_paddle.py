@@ -34,6 +34,7 @@ def load_paddle() -> ModuleType:
         root = logging.getLogger()
         level, handlers = root.level, list(root.handlers)
         try:
+            _preload_pip_cuda()
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
                 import paddle
@@ -45,7 +46,50 @@ def load_paddle() -> ModuleType:
     return paddle
 
 
-#: glog lines of Paddle's C++ side that say nothing a user can act on (exporting a program).
+#: The CUDA 11.8 libraries of the ``vsmsvsr[gpu]`` extra (``nvidia-*-cu11`` wheels), in load order:
+#: ``site-packages/nvidia/<dir>/lib/<file>``.
+_PIP_CUDA = (("cuda_runtime", "libcudart.so.11.0"), ("cuda_nvrtc", "libnvrtc.so.11.2"),
+             ("cublas", "libcublasLt.so.11"), ("cublas", "libcublas.so.11"), ("cudnn", "libcudnn.so.8"),
+             ("cufft", "libcufft.so.10"), ("curand", "libcurand.so.10"), ("cusparse", "libcusparse.so.11"),
+             ("cusolver", "libcusolver.so.11"))
+
+
+def _preload_pip_cuda() -> list[str]:
+    """Load the pip CUDA libraries, where the ``gpu`` extra installed them, before Paddle looks for
+    them: paddlepaddle-gpu 2.6.2 (CUDA 11.8) declares no ``nvidia-*`` dependencies and searches
+    the system library path, which a pip-only install does not touch. Loaded globally by soname,
+    they are the ones Paddle's ``dlopen`` finds; each library's folder also goes into Paddle's
+    ``FLAGS_*_dir`` search variables unless the user set them. Nothing happens without those
+    wheels or without a GPU build of Paddle. Returns the files loaded."""
+    import ctypes
+    import importlib.metadata
+    import importlib.util
+
+    nvidia_spec = importlib.util.find_spec("nvidia")
+    if nvidia_spec is None or not nvidia_spec.submodule_search_locations:
+        return []
+    try:
+        importlib.metadata.distribution("paddlepaddle-gpu")
+    except importlib.metadata.PackageNotFoundError:
+        return []  # a CPU build of Paddle: nothing to load
+    loaded = []
+    flags = {"cudnn": "FLAGS_cudnn_dir", "cublas": "FLAGS_cublas_dir", "cufft": "FLAGS_cufft_dir",
+             "curand": "FLAGS_curand_dir", "cusolver": "FLAGS_cusolver_dir", "cusparse": "FLAGS_cusparse_dir",
+             "cuda_runtime": "FLAGS_cuda_dir"}
+    for base in nvidia_spec.submodule_search_locations:
+        for folder, name in _PIP_CUDA:
+            path = os.path.join(base, folder, "lib", name)
+            if os.path.isfile(path):
+                try:
+                    ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+                    loaded.append(path)
+                except OSError:
+                    continue
+                if folder in flags:
+                    os.environ.setdefault(flags[folder], os.path.dirname(path))
+    return loaded
+
+
 # Paddle's glog lines while exporting: PIR's "not support input out tensor" warning, and the legacy
 # executor's "New Executor is Running" (legacy programs, for OpenVINO).
 _NOISE = re.compile(rb"^[WI]\d{4} [\d:.]+\s+\d+ \S+\] (Paddle static graph\(PIR\) not support input out tensor"

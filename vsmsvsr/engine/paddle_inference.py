@@ -161,6 +161,10 @@ class ProgramRunner:
                  cache_dir: str | os.PathLike[str] | None = None) -> None:
         if isinstance(backend, Backend.Dygraph):
             raise ValueError(f"{_WHO}: a static program needs a Paddle Inference backend, not 'dygraph'")
+        if isinstance(backend, Backend.OpenVINOCPU):
+            # the official program is run as it is, by Paddle Inference: OpenVINO compiles only the
+            # programs exported here (whose eager layer its check compares with)
+            backend = Backend.PaddleInferenceCPU(threads=backend.threads)
         root = Path(cache_dir) if cache_dir is not None else _default_cache_root()
         digest = hashlib.sha256(program + b"\0" + params).hexdigest()[:16]
         folder = root / "programs" / f"{_slug(label)}-{digest}"

@@ -200,6 +200,8 @@ def clear(root: Path | None = None, older_than_days: float | None = None) -> lis
                 if cutoff is None:  # interrupted exports too
                     for leftover in model_dir.glob(".export-*"):
                         shutil.rmtree(leftover, ignore_errors=True)
+                    for marker in model_dir.glob("*.refused"):  # remembered failed legacy exports
+                        marker.unlink(missing_ok=True)
                 try:
                     model_dir.rmdir()
                 except OSError:
@@ -208,6 +210,13 @@ def clear(root: Path | None = None, older_than_days: float | None = None) -> lis
 
 # --------------------------------------------------------------------------------------------
 # static programs on disk
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 @contextlib.contextmanager
@@ -335,6 +344,11 @@ class _ProgramStore:
             mark_used(folder)
             log.debug("%s: reusing static program %s", _WHO, folder)
             return folder
+        refused = folder.with_name(folder.name + ".refused")
+        if legacy and refused.is_file():
+            # Paddle could not export this layer as a legacy program before (same Paddle, same
+            # layer and shapes): do not trace it again for nothing, say why again
+            raise RuntimeError(refused.read_text(errors="replace").strip() or "legacy export failed before")
         size = f"{shapes[0][-1]}x{shapes[0][-2]}" if shapes and len(shapes[0]) >= 2 else "?"
         if not self._batch:
             log.info("%s: exporting static programs for %s at %s (once per model and input size; cached "
@@ -353,8 +367,13 @@ class _ProgramStore:
                     if legacy:
                         # Paddle 2.6 writes legacy programs anyway (and has no OldIrGuard)
                         old_ir = getattr(getattr(paddle, "pir_utils", None), "OldIrGuard", contextlib.nullcontext)
-                        with old_ir(), _pixel_shuffle_as_reshape():
-                            paddle.jit.save(layer, str(tmp / "model"), input_spec=specs)
+                        try:
+                            with old_ir(), _pixel_shuffle_as_reshape():
+                                paddle.jit.save(layer, str(tmp / "model"), input_spec=specs)
+                        except Exception as exc:
+                            lines = str(exc).strip().splitlines()
+                            _write_atomic(refused, f"{type(exc).__name__}: {lines[-1].strip() if lines else ''}")
+                            raise
                     else:
                         paddle.jit.save(layer, str(tmp / "model"), input_spec=specs)
             if _program_file(tmp) is None:

@@ -51,6 +51,10 @@ class _Runner:
         self._store: _ProgramStore | None = None
         self._lock = threading.RLock()
         self.backend: BackendConfig = self._usable[0]
+        if self.backend.runs_on == "cpu":
+            from vsmsvsr.engine.allocator import keep_large_blocks
+
+            keep_large_blocks()
         self._runner = self._make_runner(self.backend)
 
     @property

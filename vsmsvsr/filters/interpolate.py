@@ -175,8 +175,8 @@ def Interpolate(
     dup_threshold: float = DEFAULT_DUP_THRESHOLD,
     device: str | None = None,
     fp16: bool = False,
-    precision: str | None = None,
     backend: str = "auto",
+    precision: str | None = None,
     program: bool | None = None,
 ) -> vs.VideoNode:
     """Convert the frame rate with DAIN: exact rational timing, seek-safe, no smear across cuts.

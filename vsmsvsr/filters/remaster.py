@@ -73,8 +73,8 @@ def Remaster(
     weights: str | os.PathLike | None = None,
     device: str | None = None,
     fp16: bool = False,
-    precision: str | None = None,
     backend: str = "auto",
+    precision: str | None = None,
     scene_change: bool | str = True,
     sc_threshold: float = scenecut.DEFAULT_THRESHOLD,
 ) -> vs.VideoNode:

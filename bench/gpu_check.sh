@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# GPU check, for a machine with an NVIDIA GPU and driver: installs the vsmsvsr[gpu] extra (pip
+# only: paddlepaddle-gpu 2.6.2 + the nvidia-*-cu11 CUDA 11.8 wheels) into its own venv, checks
+# every GPU backend against CPU dygraph (fp32 rel-L2 <= 1e-5; fp16 PSNR >= 50 dB vs fp32), and
+# prints frames/s and peak GPU memory of PP-MSVSR 270x480 -> x4 (keyed weights; the official
+# ones cannot be downloaded on an offline machine). Exit status: 0 if every check passed.
+#   bash bench/gpu_check.sh            (about 5-10 minutes, most of it pip)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >&2 || {
+    echo "gpu_check: no NVIDIA driver here (nvidia-smi failed)" >&2; exit 2; }
+venv="${GPU_VENV:-.venv-gpu}"
+python="${PYTHON:-$(command -v python3.12 || command -v python3)}"
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip >&2
+"$venv/bin/python" -m pip install -q -e ".[gpu,test]" >&2
+"$venv/bin/python" - <<'PY'
+import subprocess, sys, time
+import numpy as np
+sys.path.insert(0, ".")
+from tests.keyed import model_weights
+from vsmsvsr.engine import Engine, available_backends
+
+problems = available_backends()
+print("backends:", {k: (v or "ok") for k, v in problems.items()})
+w = model_weights("msvsr")
+rng = np.random.default_rng(0)
+small = rng.random((3, 3, 64, 72), dtype=np.float32)
+ref = Engine("PP-MSVSR", w, backend="dygraph", device="cpu")(small)
+failed = []
+for name in ("gpu", "trt"):
+    if problems[name] is not None:
+        print(f"{name}: not available: {problems[name]}"); failed.append(name); continue
+    out32 = Engine("PP-MSVSR", w, backend=name)(small)
+    rel = float(np.linalg.norm(out32 - ref) / np.linalg.norm(ref))
+    out16 = Engine("PP-MSVSR", w, backend=name, precision="fp16")(small)
+    mse = float(np.mean((np.clip(out16, 0, 1) - np.clip(out32, 0, 1)) ** 2))
+    psnr = 10 * np.log10(1 / mse) if mse > 0 else float("inf")
+    ok = rel <= 1e-5 and psnr >= 50
+    failed += [] if ok else [name]
+    print(f"{name}: fp32 rel-L2 {rel:.2e} (<= 1e-5), fp16 PSNR {psnr:.1f} dB (>= 50): {'ok' if ok else 'FAILED'}")
+    for precision in ("fp32", "fp16"):
+        eng = Engine("PP-MSVSR", w, backend=name, precision=precision)
+        frames = rng.random((10, 3, 270, 480), dtype=np.float32)
+        eng(frames)
+        start = time.perf_counter(); eng(frames); secs = time.perf_counter() - start
+        # Paddle Inference allocates outside paddle.device.cuda's counters: ask the driver
+        used = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True).stdout.split()[0]
+        print(f"{name} {precision}: PP-MSVSR 10 x 270x480 -> x4: {10 / secs:.2f} frames/s, "
+              f"GPU memory in use {int(used) / 1024:.1f} GiB")
+        del eng
+sys.exit(1 if failed else 0)
+PY
