@@ -29,6 +29,7 @@ import numpy as np
 
 from vsmsvsr.engine import paddle_inference
 from vsmsvsr.engine.backends import Backend, BackendConfig
+from vsmsvsr.engine.dygraph import _EagerRunner
 from vsmsvsr.engine.programs import _ProgramStore, _program_file
 from vsmsvsr.engine.segmented import _SegmentedRunner
 
@@ -123,15 +124,6 @@ def compile_program(folder: Any, backend: "Backend.OpenVINOCPU", threads: int) -
     return CompiledSegment(core.compile_model(core.read_model(str(program)), "CPU", config))
 
 
-def _eager(layer: "paddle.nn.Layer", arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-    import paddle
-
-    with paddle.no_grad():
-        out = layer(*[paddle.to_tensor(a, place=paddle.CPUPlace()) for a in arrays])
-    outs = out if isinstance(out, (tuple, list)) else [out]
-    return [o.numpy() for o in outs]
-
-
 def checked_program(store: _ProgramStore, part: str, layer: "paddle.nn.Layer", shapes: tuple,
                     backend: "Backend.OpenVINOCPU", threads: int) -> tuple[CompiledSegment | None, str]:
     """(the compiled, checked program, "") or (None, why it was refused)."""
@@ -143,7 +135,7 @@ def checked_program(store: _ProgramStore, part: str, layer: "paddle.nn.Layer", s
     except Exception as exc:  # noqa: BLE001 - any failure: Paddle Inference runs the segment
         lines = str(exc).strip().splitlines()
         return None, f"{type(exc).__name__}: {lines[-1].strip()[:200] if lines else ''}"
-    error = rel_l2(got, _eager(layer, probe))
+    error = rel_l2(got, _EagerRunner(layer, None)(probe))
     tolerance = BF16_TOLERANCE if backend.precision == "bf16" else CHECK_TOLERANCE
     if not error <= tolerance:
         return None, f"its output differs from the eager layer: rel-L2 {error:.2e} > {tolerance:g}"

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from vsmsvsr._paddle import native_stderr_filtered
+from vsmsvsr.weights import _write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     import paddle
@@ -212,13 +213,6 @@ def clear(root: Path | None = None, older_than_days: float | None = None) -> lis
 # static programs on disk
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 @contextlib.contextmanager
 def _pixel_shuffle_as_reshape():
     """While tracing: ``F.pixel_shuffle`` (also behind ``nn.PixelShuffle``) as reshape + transpose,
@@ -372,7 +366,8 @@ class _ProgramStore:
                                 paddle.jit.save(layer, str(tmp / "model"), input_spec=specs)
                         except Exception as exc:
                             lines = str(exc).strip().splitlines()
-                            _write_atomic(refused, f"{type(exc).__name__}: {lines[-1].strip() if lines else ''}")
+                            why = f"{type(exc).__name__}: {lines[-1].strip() if lines else ''}"
+                            _write_atomic(refused, why.encode())
                             raise
                     else:
                         paddle.jit.save(layer, str(tmp / "model"), input_spec=specs)

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Union
 import numpy as np
 
 from vsmsvsr._paddle import load_paddle
-from vsmsvsr.engine.backends import (BackendChoice, BackendConfig, BackendLike, _check_threads, choose_backend,
-                                     resolve_precision)
+from vsmsvsr.engine.backends import BackendChoice, BackendConfig, BackendLike, _check_threads, choose_backend
 from vsmsvsr.engine.paddle_inference import _cpu_count
 from vsmsvsr.engine.programs import _ProgramStore, _default_cache_root, _model_digest
 
@@ -147,7 +146,6 @@ class Engine(_Runner):
             raise ValueError(f"{_WHO}: weights must be None when model is a Layer (load them into the Layer)")
         if weights is not None and not isinstance(weights, (str, os.PathLike, Mapping)):
             raise TypeError(f"{_WHO}: weights must be None, a file path or a state dict, got {type(weights).__name__}")
-        resolve_precision(precision, fp16)
         _check_threads(threads, "threads")
         if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
             raise TypeError(f"{_WHO}: cache_dir must be None or a path, got {type(cache_dir).__name__}")
