@@ -2,10 +2,10 @@
 
     python bench/bench_colorize.py [--frames 10] [--models DeOldify,DeOldify-artistic,DeepRemaster]
                                    [--deoldify-weights F] [--artistic-weights F] [--remaster-weights F]
-                                   [--skip-paddlegan] [--skip-flicker]
+                                   [--skip-paddlegan] [--skip-flicker] [--backends openvino,cpu]
 
-1. Speed: frames/s of each model on 640x360 grey frames through the filter (backend ``cpu``:
-   Paddle Inference + oneDNN, one program per model), against PaddleGAN's way: the same network
+1. Speed: frames/s of each model on 640x360 grey frames through the filter, per ``--backends``
+   (default ``openvino,cpu``: OpenVINO / Paddle Inference + oneDNN, one program per model), against PaddleGAN's way: the same network
    in dygraph, per frame for DeOldify (PIL bilinear to 512x512, ImageNet normalisation, back to
    size, luma/chroma merge as its predictor does) and per non-overlapping 5-frame block at
    ``mindim`` 360 for DeepRemaster (R then C).
@@ -154,6 +154,7 @@ def main() -> None:
     ap.add_argument("--flicker-frames", type=int, default=30)
     ap.add_argument("--skip-paddlegan", action="store_true")
     ap.add_argument("--skip-flicker", action="store_true")
+    ap.add_argument("--backends", default="openvino,cpu", help="vsmsvsr backends to time, comma-separated")
     args = ap.parse_args()
 
     import vapoursynth as vs
@@ -169,30 +170,40 @@ def main() -> None:
     rgb = vs.core.resize.Bicubic(clip, format=vs.RGB24, matrix_in_s="170m")
     frames = np.stack([np.stack([np.asarray(f[p]) for p in range(3)], axis=-1) for f in rgb.frames()])
 
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     rows = []
     for model in models:
         weights = given[model] or keyed_file(model, tmp)
         label = "official" if given[model] else "keyed"
-        if model == "DeepRemaster":
-            for colorize in (False, True):
-                name = f"DeepRemaster {'R+C' if colorize else 'R'}"
-                ours = fps_of(msvsr.Remaster(clip, colorize=colorize, weights=weights, backend="cpu"), start=5)
-                theirs = None if args.skip_paddlegan else paddlegan_remaster_fps(weights, frames, colorize)
-                rows.append((name, label, ours, theirs))
-                print(f"# {name}: {ours:.3f} fps (peak RSS {peak_rss_mb():.0f} MB)", file=sys.stderr)
-        else:
-            ours = fps_of(msvsr.Colorize(clip, model=model, weights=weights, backend="cpu"))
-            theirs = None if args.skip_paddlegan else paddlegan_deoldify_fps(weights, model, frames)
-            rows.append((model, label, ours, theirs))
-            print(f"# {model}: {ours:.3f} fps (peak RSS {peak_rss_mb():.0f} MB)", file=sys.stderr)
+        variants = [(f"DeepRemaster {'R+C' if c else 'R'}", c) for c in (False, True)] \
+            if model == "DeepRemaster" else [(model, None)]
+        for name, colorize in variants:
+            ours = {}
+            for backend in backends:
+                if colorize is None:
+                    ours[backend] = fps_of(msvsr.Colorize(clip, model=model, weights=weights, backend=backend))
+                else:
+                    ours[backend] = fps_of(msvsr.Remaster(clip, colorize=colorize, weights=weights,
+                                                          backend=backend), start=5)
+                print(f"# {name} {backend}: {ours[backend]:.3f} fps (peak RSS {peak_rss_mb():.0f} MB)",
+                      file=sys.stderr)
+            if args.skip_paddlegan:
+                theirs = None
+            elif colorize is None:
+                theirs = paddlegan_deoldify_fps(weights, model, frames)
+            else:
+                theirs = paddlegan_remaster_fps(weights, frames, colorize)
+            rows.append((name, label, ours, theirs))
 
     print("\n## Speed, 640x360, this CPU (frames/s; first frame/window excluded)\n")
-    print("| model | weights | vsmsvsr (cpu backend) | PaddleGAN's way (dygraph) | speed-up |")
-    print("|---|---|---:|---:|---:|")
+    print("| model | weights | " + " | ".join(f"vsmsvsr {b}" for b in backends)
+          + " | PaddleGAN's way (dygraph) | " + " | ".join(f"{b} speed-up" for b in backends) + " |")
+    print("|---|---|" + "---:|" * (2 * len(backends) + 1))
     for name, label, ours, theirs in rows:
         t = f"{theirs:.3f}" if theirs else "-"
-        x = f"{ours / theirs:.2f}x" if theirs else "-"
-        print(f"| {name} | {label} | {ours:.3f} | {t} | {x} |")
+        x = [f"{ours[b] / theirs:.2f}x" if theirs else "-" for b in backends]
+        print(f"| {name} | {label} | " + " | ".join(f"{ours[b]:.3f}" for b in backends) + f" | {t} | "
+              + " | ".join(x) + " |")
     print(f"\npeak RSS of the whole run: {peak_rss_mb():.0f} MB")
 
     if not args.skip_flicker and "DeOldify" in models:

@@ -1,6 +1,6 @@
 """Benchmark of msvsr.Interpolate (not a test): speed per backend at 360p, quality with real weights.
 
-    python bench/bench_interpolate.py [--weights DAIN_weight.tar] [--frames 6] [--backends cpu,cpu-plain,dygraph]
+    python bench/bench_interpolate.py [--weights DAIN_weight.tar] [--frames 6] [--backends openvino,cpu,cpu-plain,dygraph]
 
 1. Speed: interpolated frames/s of ``Interpolate(clip, factor=2)`` on 640x360 real frames
    (cityCC0), per backend, frames requested in order; the pass-through frames are not counted
@@ -66,7 +66,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", help="official DAIN_weight.tar (or folder / .pdparams) for the quality table")
     ap.add_argument("--frames", type=int, default=6, help="source frames per speed run (pairs = frames - 1)")
-    ap.add_argument("--backends", default="cpu,cpu-plain,dygraph")
+    ap.add_argument("--backends", default="openvino,cpu,cpu-plain,dygraph")
     args = ap.parse_args()
 
     import paddle
