@@ -26,10 +26,13 @@ core = vs.core
 
 __all__ = ["CACHE_WINDOWS", "Output", "WindowCache", "windowed_clips"]
 
-#: Finished windows kept for the frames of the window that are still to be delivered.
-CACHE_WINDOWS = 3
+#: Finished windows kept for the frames still to be delivered: the window being read and its
+#: neighbour (requests from several threads straddle one window boundary). A window evicted too
+#: early is computed again, with the same result.
+CACHE_WINDOWS = 2
 
-WindowRunner = Callable[[np.ndarray], np.ndarray]
+#: ``run(context) -> result``, or with ``keeps=True`` ``run(context, keep=slice) -> result[keep]``.
+WindowRunner = Callable[..., np.ndarray]
 
 
 class WindowCache:
@@ -39,8 +42,9 @@ class WindowCache:
     so parallel callbacks would only contend. A frame whose span is cached is served at once.
     """
 
-    def __init__(self, run: WindowRunner, size: int = CACHE_WINDOWS) -> None:
+    def __init__(self, run: WindowRunner, size: int = CACHE_WINDOWS, keeps: bool = False) -> None:
         self._run = run
+        self._keeps = keeps
         self._size = size
         self._results: collections.OrderedDict[Span, np.ndarray] = collections.OrderedDict()
         self._lock = threading.Lock()
@@ -51,10 +55,13 @@ class WindowCache:
         with self._lock:
             result = self._results.get(span)
             if result is None:
-                out = self._run(frames())
-                # Keep only the output frames: context outputs are discarded.
-                result = out[span.start - span.ctx_start: span.stop - span.ctx_start].copy()
-                del out
+                keep = slice(span.start - span.ctx_start, span.stop - span.ctx_start)
+                if self._keeps:  # the runner returns only the output frames
+                    result = self._run(frames(), keep=keep)
+                else:  # keep only the output frames: context outputs are discarded
+                    out = self._run(frames())
+                    result = out[keep].copy()
+                    del out
                 self._results[span] = result
                 self.runs += 1
                 while len(self._results) > self._size:
@@ -95,7 +102,7 @@ def _window_frame(n: int, f: list[vs.VideoFrame], cache: WindowCache, first_offs
 
 def windowed_clips(work: vs.VideoNode, spans: vs.VideoNode, window: int, overlap: int,
                    run: WindowRunner, outputs: Sequence[Output],
-                   cache_windows: int = CACHE_WINDOWS) -> list[vs.VideoNode]:
+                   cache_windows: int = CACHE_WINDOWS, keeps: bool = False) -> list[vs.VideoNode]:
     """The outputs of ``run`` on every span of ``work``, one clip per :class:`Output`.
 
     Args:
@@ -103,11 +110,13 @@ def windowed_clips(work: vs.VideoNode, spans: vs.VideoNode, window: int, overlap
         spans: :func:`vsmsvsr.filters.scene.span_clip` of ``work`` with the same window/overlap.
         run: ``(t, planes, h, w) float32 -> (t, planes', h', w')`` for one span's context.
         outputs: the clips to produce; each frame gets the props of ``work``'s frame ``n``.
+        keeps: ``run`` takes ``keep=slice`` (the span's output frames within its context) and
+            returns only those, so context outputs are never held (see ``run_window``).
 
     Frame ``n`` depends on the work frames ``n - (window - 1 + overlap) .. n + window + overlap - 1``
     only, so output never depends on request order or thread count.
     """
-    cache = WindowCache(run, cache_windows)
+    cache = WindowCache(run, cache_windows, keeps)
     offsets = range(-(window - 1 + overlap), window + overlap)
     neighbours = [shifted(work, j) for j in offsets]
     clips = []
