@@ -34,6 +34,7 @@ _LAZY = {
     "Interpolate": "vsmsvsr.filters",
     "Remaster": "vsmsvsr.filters",
     "Upscale": "vsmsvsr.filters",
+    "plan": "vsmsvsr.filters",
 }
 
 __all__ = ["__version__", *_LAZY]

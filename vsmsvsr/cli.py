@@ -170,6 +170,9 @@ def add_enhance_arguments(parser: argparse.ArgumentParser) -> None:
                         "faster, slightly different) or fp16 (GPU)")
     p.add_argument("--fp16", action="store_const", const="fp16", dest="precision",
                    help="the same as --precision fp16")
+    p.add_argument("--max_memory", default=None, metavar="SIZE",
+                   help="memory budget of the job: 8GB, 8GiB, 50%% (of the available memory) or bytes; "
+                        "Upscale tiles its frames to fit (default: 60%% of the available memory)")
 
     e = parser.add_argument_group("encoding (vsmsvsr)")
     e.add_argument("-o", "--output_file", default=None, metavar="FILE",
@@ -199,6 +202,7 @@ def _enhance(args: argparse.Namespace) -> int:
             artistic=args.artistic, colorization=args.colorization, reference_dir=args.reference_dir,
             mindim=args.mindim, device="cpu" if args.cpu else None, max_frames=args.max_frames,
             precision=args.precision,
+            max_memory=int(args.max_memory) if args.max_memory and args.max_memory.strip().isdigit() else args.max_memory,
             weights={name: getattr(args, step.weight_flag) for name, step in enhance.STEPS.items()},
         )
         try:

@@ -1,7 +1,11 @@
 """Child process of test_upscale_memory: upscale N frames, print peak RSS in KiB.
 
-Runs a tiny configuration of the MSVSR architecture (same code path as PP-MSVSR, fewer channels)
-so that thousands of frames take seconds; memory behaviour is the filter's, not the model's.
+``N WEIGHTS``: a tiny configuration of the MSVSR architecture (same code path as PP-MSVSR, fewer
+channels) so that thousands of frames take seconds; memory behaviour is the filter's, not the
+model's. ``N --plumbing WIDTHxHEIGHT``: Upscale's whole graph at a 720p-class size with the model
+replaced by a stand-in that returns a window of the right size (the buffers a real window
+leaves behind: outputs, cache, conversions at 4x), so that the windows' memory is released or not
+exactly as with a model, in seconds per hundred frames.
 """
 import resource
 import sys
@@ -19,6 +23,38 @@ TINY = models.ModelSpec(
     dict(mid_channels=8, num_init_blocks=1, num_blocks=1, num_reconstruction_blocks=1, deform_groups=1),
     weights="PP-MSVSR", container={"generator": ""},
 )
+
+
+class _StandInEngine:
+    """What Upscale needs of an Engine: ``engine(frames) -> (t, 3, 4h, 4w)`` float32."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.backend = None
+
+    def __call__(self, frames):
+        import numpy as np
+
+        t, c, h, w = frames.shape
+        out = np.empty((t, c, 4 * h, 4 * w), np.float32)
+        out[...] = frames.mean()  # touch every page, as a real result does
+        return out
+
+
+def plumbing(frames: int, width: int, height: int) -> None:
+    import vsmsvsr.engine as engine
+
+    engine.Engine = _StandInEngine
+    core = vs.core
+    # vsmsvsr-enhance's frame cache (VapourSynth fills a larger cap with 44 MB frames, by design)
+    from vsmsvsr.pipeline import JOB_FRAME_CACHE_MB
+
+    core.max_cache_size = JOB_FRAME_CACHE_MB
+    shot = core.resize.Bicubic(source(CITY)[:100], width, height)
+    clip = core.std.Splice([shot] * (frames // 100 + 1))[:frames]
+    out = Upscale(clip, tile=0, scene_change=False)
+    done = sum(1 for _ in out.frames())
+    assert done == frames
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def main(frames: int, weights: str) -> None:
@@ -40,4 +76,7 @@ def main(frames: int, weights: str) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2])
+    if sys.argv[2] == "--plumbing":
+        plumbing(int(sys.argv[1]), *map(int, sys.argv[3].split("x")))
+    else:
+        main(int(sys.argv[1]), sys.argv[2])

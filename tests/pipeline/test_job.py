@@ -199,6 +199,8 @@ def test_ctrl_c_leaves_nothing(tmp_path):
     (["--process_order", "PPMSVSR", "-o", "out.mp4"], "x264 program writes Matroska"),
     (["--process_order", "PPMSVSR", "--crf", "60"], "crf must be between 0 and 51"),
     (["--process_order", "DeepRemaster", "--reference_dir", "/nonexistent"], "reference_dir '/nonexistent' is not a folder"),
+    (["--process_order", "PPMSVSR", "--max_memory", "lots"], "max_memory must be bytes, a size such as '8GB'"),
+    (["--process_order", "PPMSVSR", "--max_memory", "0%"], r"max_memory as a share must be > 0% and <= 100%"),
 ])
 def test_invalid_flags_are_one_line_errors(with_audio, tmp_path, caplog, flags, message):
     code = enhance_main(["--input", str(with_audio), "--output", str(tmp_path / "out"), *flags])
@@ -207,6 +209,46 @@ def test_invalid_flags_are_one_line_errors(with_audio, tmp_path, caplog, flags, 
     assert len(errors) == 1 and "\n" not in errors[0]
     assert re.search(message, errors[0]), errors[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_the_steps_share_the_jobs_budget():
+    from vsmsvsr.engine.memory import PROCESS_BASE
+
+    clip = vs.core.std.BlankClip(format=vs.YUV420P8, width=320, height=180, length=30)
+    settings = pipeline.EnhanceSettings(process_order=("DAIN", "DeOldify", "PPMSVSR"), max_memory="20GB")
+    budgets = pipeline.step_budgets(clip, settings)
+    share = 20 * 10**9 - pipeline.JOB_FRAME_CACHE_RESERVE
+    assert vs.core.max_cache_size <= pipeline.JOB_FRAME_CACHE_MB
+    assert budgets[:2] == [share, share]
+    dain = msvsr_plan(clip, "DAIN", max_memory=share).estimate - PROCESS_BASE
+    deoldify = msvsr_plan(clip, "DeOldify", max_memory=share).estimate - PROCESS_BASE
+    assert budgets[2] == share - dain - deoldify
+    # alone, Upscale has the whole share; two Upscales split it
+    assert pipeline.step_budgets(clip, pipeline.EnhanceSettings(process_order=("PPMSVSR",), max_memory="20GB")) == [share]
+    two = pipeline.step_budgets(clip, pipeline.EnhanceSettings(process_order=("PPMSVSR", "PPMSVSR"), max_memory="20GB"))
+    assert two == [share // 2, share // 2]
+
+
+def test_a_job_budget_too_small_stops_before_any_frame(with_audio, ppmsvsr_weights, tmp_path, caplog):
+    out = tmp_path / "out.mkv"
+    args = ["--input", str(with_audio), "-o", str(out), "--process_order", "PPMSVSR",
+            "--PPMSVSR_weight", str(ppmsvsr_weights), "-q", "--max_memory"]
+    code = enhance_main([*args, "10MB"])
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert code == 2 and len(errors) == 1
+    assert errors[0].startswith("vsmsvsr.enhance: max_memory 10 MB leaves nothing for the models"), errors[0]
+    caplog.clear()
+    code = enhance_main([*args, "1.6GB"])  # more than the frame cache, less than Upscale needs
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert code == 1 and len(errors) == 1
+    assert errors[0].startswith("vsmsvsr.Upscale: max_memory") and "is too small for PP-MSVSR" in errors[0]
+    assert not out.exists() and _listing(tmp_path) == []
+
+
+def msvsr_plan(*args, **kwargs):
+    import vsmsvsr
+
+    return vsmsvsr.plan(*args, **kwargs)
 
 
 def test_flags_are_checked_before_anything_is_loaded(tmp_path):

@@ -7,8 +7,9 @@ for YUV and GRAY input the Y plane passes through bit for bit.
 from __future__ import annotations
 
 import functools
+import logging
 import os
-from typing import Sequence, Union
+from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
 import vapoursynth as vs
@@ -20,13 +21,32 @@ from vsmsvsr.filters.convert import (check_constant_format, colour_output_format
                                      work_luma)
 from vsmsvsr.filters.scene import SceneDetect
 
+if TYPE_CHECKING:  # pragma: no cover
+    from vsmsvsr.engine.memory import MemoryPlan
+
 core = vs.core
+log = logging.getLogger("vsmsvsr.filters")
 
 FUNC = "vsmsvsr.Colorize"
 #: Tasks served: DeOldify's variants ("colorize") run per frame; DeepRemaster ("restore") is
 #: :func:`vsmsvsr.Remaster` with ``colorize=True``.
 TASKS = ("colorize", "restore")
 References = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], vs.VideoNode, None]
+
+
+def _plan(width: int, height: int, model: str, render_factor: int, backend_name: str,
+          budget: tuple[int, str]) -> "MemoryPlan":
+    """DeOldify's memory plan: one square of ``16 * render_factor`` pixels per call, nothing to tile."""
+    from vsmsvsr.engine.memory import memory_model, plan_tiles
+    from vsmsvsr.models import get_spec
+
+    spec = get_spec(model)
+    net = memory_model(spec.memory, backend_name)
+    side = spec.load_adapter().render_base * render_factor
+    # the network's square, and a few frames of the clip in float (luma, colour, recombination)
+    return plan_tiles(lambda th, tw, tiled: net.estimate(1, side, side) + 8 * 12 * width * height, label=model,
+                      width=width, height=height, frames=1, budget=budget[0], budget_source=budget[1],
+                      backend=backend_name, tile_overlap=0, min_tile=0, min_size=0, tile=0)
 
 
 def _network_frame(n: int, f: list[vs.VideoFrame], run, adapter) -> vs.VideoFrame:
@@ -52,6 +72,7 @@ def Colorize(
     smooth: int = 0,
     scene_change: bool | str = True,
     sc_threshold: float = scenecut.DEFAULT_THRESHOLD,
+    max_memory: int | str | None = None,
     **remaster_args,
 ) -> vs.VideoNode:
     """Colourise a black-and-white clip with DeOldify (per frame) or DeepRemaster (temporal).
@@ -73,6 +94,9 @@ def Colorize(
             each shot, 0 (default) = off. Reduces flicker; see ``bench/bench_colorize.py``.
         scene_change, sc_threshold: where ``smooth`` (and DeepRemaster's windows) stop: as in
             :func:`vsmsvsr.Upscale`.
+        max_memory: the memory budget, as in :func:`vsmsvsr.Upscale`. DeOldify's square has a
+            fixed size, so nothing is tiled: a budget below the estimate is a ``ValueError``
+            before any frame is computed (lower ``render_factor`` to fit).
         **remaster_args: DeepRemaster only: ``mindim``, ``window``, ``overlap`` of
             :func:`vsmsvsr.Remaster`.
     """
@@ -91,7 +115,7 @@ def Colorize(
         # Remaster's own code, with errors named after this filter
         return remaster.remaster(clip, references=references, colorize=True, weights=weights, device=device,
                                  fp16=fp16, backend=backend, precision=precision, scene_change=scene_change,
-                                 sc_threshold=sc_threshold,
+                                 sc_threshold=sc_threshold, max_memory=max_memory,
                                  func=FUNC, **remaster_args)
     if remaster_args:
         raise TypeError(f"{FUNC}: unexpected argument(s) for {model}: {', '.join(sorted(remaster_args))}")
@@ -105,10 +129,19 @@ def Colorize(
         scenecut.validate_criterion(sc_threshold, scenecut.DEFAULT_RATIO, FUNC)
 
     from vsmsvsr.engine import LayerRunner, choose_backend
+    from vsmsvsr.engine.memory import budget_for, too_small
     from vsmsvsr.models import load_model
 
     with named_errors(FUNC):
         choice = choose_backend(backend, device, fp16, precision=precision)
+    config = choice.usable[0]
+    memory = _plan(clip.width, clip.height, model, render_factor, config.name,
+                   budget_for(max_memory, FUNC, config.runs_on, getattr(config, "device_id", 0)))
+    if not memory.fits:
+        raise too_small(memory, FUNC, "Give more max_memory, or a smaller render_factor "
+                                      f"(now {render_factor}: a {16 * render_factor}-pixel square).")
+    log.info("%s: %s", FUNC, memory.describe())
+    with named_errors(FUNC):
         net = load_model(model, weights, device=choice.load_device)
     run = LayerRunner(net, choice, label=model)
     adapter = spec.load_adapter()

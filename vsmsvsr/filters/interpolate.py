@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import collections
 import functools
+import logging
 import math
 import numbers
 import os
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import vapoursynth as vs
@@ -29,7 +30,11 @@ from vsmsvsr.filters._args import check_bool, check_int, check_weights_path, pro
 from vsmsvsr.filters.errors import named_errors
 from vsmsvsr.filters.scene import DIFF_PROP, difference_clip, is_cut_frame, scene_cut_clip, shifted
 
+if TYPE_CHECKING:  # pragma: no cover
+    from vsmsvsr.engine.memory import MemoryPlan
+
 core = vs.core
+log = logging.getLogger("vsmsvsr.filters")
 
 FUNC = "vsmsvsr.Interpolate"
 #: Longest clip VapourSynth can hold (``num_frames`` is a C int).
@@ -120,6 +125,21 @@ def _official_program(program: bool | None, weights, choice, spec) -> OfficialPr
     return OfficialProgram(ProgramRunner(*files, first, label="DAIN-official"), tuple(times))
 
 
+def _plan(width: int, height: int, model: str, backend_name: str, budget: tuple[int, str]) -> "MemoryPlan":
+    """DAIN's memory plan: two whole frames at PaddleGAN's padded size per call, nothing to tile."""
+    from vsmsvsr.engine.memory import memory_model, plan_tiles
+    from vsmsvsr.models import get_spec
+
+    spec = get_spec(model)
+    net = memory_model(spec.memory, backend_name)
+    ph, pw = spec.load_adapter().network_size(width, height)
+    # the network on a pair, and the cached results and frames in flight at the clip's size
+    cost = net.estimate(2, ph, pw) + (CACHE_PAIRS + 4) * 12 * width * height
+    return plan_tiles(lambda th, tw, tiled: cost, label=model, width=width, height=height, frames=2,
+                      budget=budget[0], budget_source=budget[1], backend=backend_name, tile_overlap=0, min_tile=0,
+                      min_size=0, tile=0)
+
+
 def _pack_frame(n: int, f: list[vs.VideoFrame], lo: int, dup_threshold: float | None) -> vs.VideoFrame:
     # f[0]: blank, f[1 + j]: cut flags of frame n + lo + j, then (with duplicates) differences.
     count = (len(f) - 1) // (2 if dup_threshold is not None else 1)
@@ -178,6 +198,7 @@ def Interpolate(
     backend: str = "auto",
     precision: str | None = None,
     program: bool | None = None,
+    max_memory: int | str | None = None,
 ) -> vs.VideoNode:
     """Convert the frame rate with DAIN: exact rational timing, seek-safe, no smear across cuts.
 
@@ -214,6 +235,9 @@ def Interpolate(
             always use the native network. ``None`` (default): only on a GPU backend (the
             program's correlation op has no CPU kernel); ``True``: also on the CPU backends (for
             programs without GPU-only ops); ``False``: never.
+        max_memory: the memory budget, as in :func:`vsmsvsr.Upscale`. DAIN's flow and depth see
+            the whole frame (tiles would cut motion apart), so nothing is tiled: a budget below
+            the estimate is a ``ValueError`` before any frame is computed.
     """
     # --- checks first, before any weights are touched ---
     check_constant_format(clip, FUNC)
@@ -253,9 +277,17 @@ def Interpolate(
     flags = scene_cut_clip(clip, mode, threshold=sc_threshold, func=FUNC)
 
     from vsmsvsr.engine import LayerRunner, choose_backend
+    from vsmsvsr.engine.memory import budget_for, too_small
     from vsmsvsr.models import load_model
     with named_errors(FUNC):
         choice = choose_backend(backend, device, fp16, precision=precision)
+    config = choice.usable[0]
+    memory = _plan(clip.width, clip.height, model, config.name,
+                   budget_for(max_memory, FUNC, config.runs_on, getattr(config, "device_id", 0)))
+    if not memory.fits:
+        raise too_small(memory, FUNC, "Give more max_memory, or interpolate a downscaled clip.")
+    log.info("%s: %s", FUNC, memory.describe())
+    with named_errors(FUNC):
         net = load_model(model, weights, device=choice.load_device)
         official = _official_program(program, weights, choice, spec)
     if spec.reader is not None:  # the weights file was read for the model and the program: done

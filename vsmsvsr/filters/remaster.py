@@ -11,8 +11,9 @@ scaled back to the clip's size.
 from __future__ import annotations
 
 import functools
+import logging
 import os
-from typing import Sequence, Union
+from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
 import vapoursynth as vs
@@ -23,10 +24,14 @@ from vsmsvsr.filters.errors import named_errors
 from vsmsvsr.filters.convert import (check_constant_format, colour_output_format, per_frame_tags, recombine,
                                      to_rgbs, work_luma)
 from vsmsvsr.filters.scene import span_clip
-from vsmsvsr.filters.windowed import Output, windowed_clips
+from vsmsvsr.filters.windowed import CACHE_WINDOWS, Output, windowed_clips
 from vsmsvsr.temporal import check_grid, clamp_grid
 
+if TYPE_CHECKING:  # pragma: no cover
+    from vsmsvsr.engine.memory import MemoryPlan
+
 core = vs.core
+log = logging.getLogger("vsmsvsr.filters")
 
 FUNC = "vsmsvsr.Remaster"
 #: Output frames per window: PaddleGAN's predictor runs blocks of 5 frames.
@@ -77,6 +82,7 @@ def Remaster(
     precision: str | None = None,
     scene_change: bool | str = True,
     sc_threshold: float = scenecut.DEFAULT_THRESHOLD,
+    max_memory: int | str | None = None,
 ) -> vs.VideoNode:
     """Restore old film with DeepRemaster, and with ``colorize=True`` colourise it.
 
@@ -101,10 +107,15 @@ def Remaster(
             ``(t * w * h / 64)^2`` values: about 2.4 GB each at 640x352 and t = 7.
         weights: ``.pdparams`` path (``{'modelR': ..., 'modelC': ...}``); ``None`` = the official file.
         device, fp16, backend, precision, scene_change, sc_threshold: see :func:`vsmsvsr.Upscale`.
+        max_memory: the memory budget, as in :func:`vsmsvsr.Upscale`. The networks see whole
+            windows at the processing size (tiling would change the attention), so nothing is
+            tiled: a budget below the estimate is a ``ValueError`` before any frame is computed
+            (lower ``mindim`` or ``window`` to fit).
     """
     return remaster(clip, references=references, colorize=colorize, mindim=mindim, window=window,
                     overlap=overlap, weights=weights, device=device, fp16=fp16, backend=backend,
-                    precision=precision, scene_change=scene_change, sc_threshold=sc_threshold, func=FUNC)
+                    precision=precision, scene_change=scene_change, sc_threshold=sc_threshold,
+                    max_memory=max_memory, func=FUNC)
 
 
 def max_mindim(width: int, height: int) -> int:
@@ -113,11 +124,33 @@ def max_mindim(width: int, height: int) -> int:
     return min(MINDIM_CAP, max(DEFAULT_MINDIM, 4 * min(width, height)))
 
 
+def _plan(width: int, height: int, num_frames: int, colorize: bool, mindim: int, window: int, overlap: int,
+          backend_name: str, budget: tuple[int, str]) -> "MemoryPlan":
+    """DeepRemaster's memory plan: whole windows at the processing size (checked arguments)."""
+    from vsmsvsr.engine.memory import memory_model, plan_tiles
+    from vsmsvsr.models import get_spec
+
+    spec = get_spec("DeepRemaster")
+    net = memory_model(spec.memory, backend_name)
+    pw, ph = spec.load_adapter().processing_size(width, height, mindim)
+    frames = min(window + 2 * overlap, max(num_frames, 1))
+    planes = 4 if colorize else 1
+
+    def cost(th: int, tw: int, tiled: bool) -> int:
+        return (net.estimate(frames, ph, pw, attention=colorize)
+                + (CACHE_WINDOWS + 1) * window * planes * 4 * ph * pw  # finished windows kept
+                + 8 * 12 * width * height)                              # frames at the clip's size, in float
+
+    return plan_tiles(cost, label="DeepRemaster", width=width, height=height, frames=frames, budget=budget[0],
+                      budget_source=budget[1], backend=backend_name, tile_overlap=0, min_tile=0, min_size=0, tile=0)
+
+
 def remaster(clip: vs.VideoNode, *, references: References = None, colorize: bool = False,
              mindim: int = DEFAULT_MINDIM, window: int = DEFAULT_WINDOW, overlap: int = DEFAULT_OVERLAP,
              weights: str | os.PathLike | None = None, device: str | None = None, fp16: bool = False,
              backend: str = "auto", precision: str | None = None, scene_change: bool | str = True,
-             sc_threshold: float = scenecut.DEFAULT_THRESHOLD, func: str = FUNC) -> vs.VideoNode:
+             sc_threshold: float = scenecut.DEFAULT_THRESHOLD, max_memory: int | str | None = None,
+             func: str = FUNC) -> vs.VideoNode:
     """:func:`Remaster` with errors named ``func`` (``Colorize(model="DeepRemaster")`` calls it)."""
     # --- checks first, before any weights are touched ---
     check_constant_format(clip, func)
@@ -136,10 +169,19 @@ def remaster(clip: vs.VideoNode, *, references: References = None, colorize: boo
     spans = span_clip(clip, window, overlap, mode, threshold=sc_threshold, func=func)
 
     from vsmsvsr.engine import LayerRunner, choose_backend
+    from vsmsvsr.engine.memory import budget_for, too_small
     from vsmsvsr.models import get_spec, load_model
 
     with named_errors(func):
         choice = choose_backend(backend, device, fp16, precision=precision)
+    config = choice.usable[0]
+    memory = _plan(clip.width, clip.height, clip.num_frames, colorize, mindim, window, overlap, config.name,
+                   budget_for(max_memory, func, config.runs_on, getattr(config, "device_id", 0)))
+    if not memory.fits:
+        raise too_small(memory, func, f"Give more max_memory, or a smaller mindim (now {mindim}) or window/overlap "
+                                      f"(now {window}/{overlap}).")
+    log.info("%s: %s", func, memory.describe())
+    with named_errors(func):
         model = load_model("DeepRemaster", weights, device=choice.load_device)
     restore = LayerRunner(model.restoration, choice, label="DeepRemaster-R")
     colour_net = LayerRunner(model.colorization, choice, label="DeepRemaster-C") if colorize else None

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import functools
+import logging
+from typing import TYPE_CHECKING, Any
 
 import vapoursynth as vs
 
@@ -11,10 +13,14 @@ from vsmsvsr.filters._args import check_int, check_weights_path, progressive, sc
 from vsmsvsr.filters.errors import named_errors
 from vsmsvsr.filters.convert import check_constant_format, from_rgbs, per_frame_tags, to_rgbs
 from vsmsvsr.filters.scene import span_clip
-from vsmsvsr.filters.windowed import Output, windowed_clips
+from vsmsvsr.filters.windowed import CACHE_WINDOWS, Output, windowed_clips
 from vsmsvsr.temporal import check_grid, clamp_grid
 
+if TYPE_CHECKING:  # pragma: no cover
+    from vsmsvsr.engine.memory import MemoryPlan
+
 core = vs.core
+log = logging.getLogger("vsmsvsr.filters")
 
 FUNC = "vsmsvsr.Upscale"
 SCALE = 4
@@ -24,6 +30,71 @@ DEFAULT_WINDOW = 10
 DEFAULT_OVERLAP = 4
 MIN_TILE = 64
 DEFAULT_TILE_OVERLAP = 16
+#: Bytes of one float32 RGB pixel.
+_RGBS = 12
+
+
+def _check_tiles(tile: Any, tile_overlap: Any, func: str) -> None:
+    if tile is not None and tile != 0:
+        check_int(tile, "tile", func, MIN_TILE)
+    check_int(tile_overlap, "tile_overlap", func, 0)
+    if tile and tile_overlap >= tile // 2:
+        raise ValueError(f"{func}: tile_overlap must be < tile / 2, got {tile_overlap} for tile {tile}")
+
+
+def _plan(width: int, height: int, num_frames: int, model: str, window: int, overlap: int, backend_name: str,
+          budget: tuple[int, str], tile: int | None, tile_overlap: int) -> "MemoryPlan":
+    """The memory plan of an Upscale whose arguments are already checked (``window``/``overlap``
+    clamped to the clip): whole frames or the largest square tile that fits ``budget``."""
+    from vsmsvsr.engine import MIN_SIZE
+    from vsmsvsr.engine.memory import memory_model, plan_tiles
+    from vsmsvsr.models import get_spec
+
+    net = memory_model(get_spec(model).memory, backend_name)
+    frames = min(window + 2 * overlap, max(num_frames, 1))
+    ph, pw = max(height, MIN_SIZE), max(width, MIN_SIZE)
+    out_frame = _RGBS * SCALE * SCALE * ph * pw  # one output frame, float32 RGB
+
+    def cost(th: int, tw: int, tiled: bool) -> int:
+        total = net.estimate(frames, th, tw)         # the model on one window (its output included)
+        total += 2 * frames * _RGBS * ph * pw          # the window's input, stacked and made contiguous
+        total += CACHE_WINDOWS * window * out_frame    # finished windows kept (output frames only)
+        total += 2 * out_frame                         # frames in flight to the format conversion
+        if tiled:  # the window's output frames accumulated at full size, their weights, one weighted tile
+            total += window * out_frame + 4 * SCALE * SCALE * ph * pw + window * _RGBS * SCALE * SCALE * th * tw
+        else:      # the output frames cut out of the model's output while it is still held
+            total += window * out_frame
+        return total
+
+    return plan_tiles(cost, label=model, width=width, height=height, frames=frames, budget=budget[0],
+                      budget_source=budget[1], backend=backend_name, tile_overlap=tile_overlap, min_tile=MIN_TILE,
+                      min_size=MIN_SIZE, tile=tile)
+
+
+def plan(clip: vs.VideoNode, model: str = "PP-MSVSR", window: int = DEFAULT_WINDOW, overlap: int = DEFAULT_OVERLAP,
+         device: str | None = None, fp16: bool = False, backend: str = "auto", precision: str | None = None,
+         tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP, max_memory: int | str | None = None,
+         func: str = FUNC) -> "MemoryPlan":
+    """What :func:`Upscale` with these arguments will do within its memory budget (loads no weights,
+    renders nothing): a :class:`vsmsvsr.engine.memory.MemoryPlan` (tile size, estimate, budget)."""
+    check_constant_format(clip, func)
+    from vsmsvsr.models import check_model
+
+    check_model(model, ("vsr",), func)
+    _, window, overlap = check_grid(max(clip.num_frames, 1), window, overlap, func)
+    window, overlap = clamp_grid(clip.num_frames, window, overlap)
+    _check_tiles(tile, tile_overlap, func)
+    precision = resolve_precision(precision, fp16, func)
+    from vsmsvsr.engine import choose_backend
+    from vsmsvsr.engine.memory import budget_for
+
+    with named_errors(func):
+        config = choose_backend(backend, device, precision=precision).usable[0]
+    budget = budget_for(max_memory, func, config.runs_on, getattr(config, "device_id", 0))
+    return _plan(clip.width, clip.height, clip.num_frames, model, window, overlap, config.name, budget, tile,
+                 tile_overlap)
+
+
 def Upscale(
     clip: vs.VideoNode,
     model: str = "PP-MSVSR",
@@ -34,10 +105,11 @@ def Upscale(
     fp16: bool = False,
     backend: str = "auto",
     precision: str | None = None,
-    tile: int = 0,
+    tile: int | None = None,
     tile_overlap: int = DEFAULT_TILE_OVERLAP,
     scene_change: bool | str = True,
     sc_threshold: float = scenecut.DEFAULT_THRESHOLD,
+    max_memory: int | str | None = None,
 ) -> vs.VideoNode:
     """×4 video super-resolution with PP-MSVSR, PP-MSVSR-L or PP-MSVSR-BD.
 
@@ -63,12 +135,21 @@ def Upscale(
         precision: ``None``/``"fp32"`` (default: within rel-L2 1e-5 of PaddleGAN's dygraph output),
             ``"bf16"`` (OpenVINO on a CPU with bf16/AMX: 2.7-4x faster, rel-L2 ~4e-3, a few dB
             of PSNR against fp32: see the README) or ``"fp16"`` (GPU backends).
-        tile: 0 = whole frames; else the tile size in input pixels (>= 64) to bound memory.
+        tile: ``None`` (default) = chosen from ``max_memory``: whole frames when they fit, else the
+            largest square tile that does (see :func:`vsmsvsr.plan`); ``0`` = whole frames; else
+            the tile size in input pixels (>= 64). Every tile runs through the whole window, so
+            tiling never changes the temporal grid.
         tile_overlap: overlap of neighbouring tiles in input pixels; the seams are cross-faded.
         scene_change: ``True`` detects cuts on luma (like :func:`vsmsvsr.SceneDetect`), ``"props"``
             honours existing ``_SceneChangePrev``/``_SceneChangeNext``, ``False`` ignores cuts.
             No window propagates features across a cut.
         sc_threshold: detector floor on the mean absolute luma difference (0–1).
+        max_memory: the memory this filter may plan for (its model, one window and its buffers;
+            not VapourSynth's frame cache): bytes, ``"8GB"``, ``"8GiB"``, ``"50%"`` (of the memory
+            available when the graph is built). ``None`` (default): 60 % of the available memory
+            (free GPU memory on a GPU backend). The plan is logged in one line; a budget that even
+            64-pixel tiles exceed is a ``ValueError`` before anything is computed. Give the same
+            explicit value on two machines and they cut the same tiles and compute the same frames.
     """
     # --- checks first, before any weights are touched ---
     check_constant_format(clip, FUNC)
@@ -79,11 +160,7 @@ def Upscale(
     # A window longer than the clip computes what window=num_frames computes: clamping keeps the
     # frames the same and the graph (2 * (window + overlap) shifted clips) as small as the clip.
     window, overlap = clamp_grid(clip.num_frames, window, overlap)
-    if tile != 0:
-        check_int(tile, "tile", FUNC, MIN_TILE)
-    check_int(tile_overlap, "tile_overlap", FUNC, 0)
-    if tile and tile_overlap >= tile // 2:
-        raise ValueError(f"{FUNC}: tile_overlap must be < tile / 2, got {tile_overlap} for tile {tile}")
+    _check_tiles(tile, tile_overlap, FUNC)
     mode = scene_change_mode(scene_change, FUNC)
     precision = resolve_precision(precision, fp16, FUNC)
     check_weights_path(weights, FUNC)  # last: the other checks never need the file
@@ -91,11 +168,25 @@ def Upscale(
     # span_clip validates sc_threshold too, and loads nothing.
     spans = span_clip(clip, window, overlap, mode, threshold=sc_threshold, func=FUNC)
 
-    from vsmsvsr.engine import Engine, run_window
+    from vsmsvsr.engine import Engine, choose_backend, run_window
+    from vsmsvsr.engine.memory import budget_for, too_small
+
+    with named_errors(FUNC):
+        config = choose_backend(backend, device, precision=precision).usable[0]
+    budget = budget_for(max_memory, FUNC, config.runs_on, getattr(config, "device_id", 0))
+    memory = _plan(clip.width, clip.height, clip.num_frames, model, window, overlap, config.name, budget, tile,
+                   tile_overlap)
+    if not memory.fits:
+        if tile is None:
+            raise too_small(memory, FUNC, f"Give more max_memory, or a shorter window/overlap (now {window}/{overlap}: "
+                                          f"{memory.frames} frames per window).")
+        log.warning("%s: tile=%d exceeds the memory budget: %s", FUNC, tile, memory.describe())
+    else:
+        log.info("%s: %s", FUNC, memory.describe())
 
     with named_errors(FUNC):
         engine = Engine(model, weights, backend=backend, device=device, precision=precision)
-    runner = functools.partial(run_window, engine, scale=SCALE, tile=tile, tile_overlap=tile_overlap)
+    runner = functools.partial(run_window, engine, scale=SCALE, tile=memory.tile, tile_overlap=tile_overlap)
 
     # --- graph: work clip -> windows -> back to the input's format ---
     # Colour tags are read from each frame as it is rendered: building the graph renders nothing.
@@ -104,7 +195,7 @@ def Upscale(
     work = core.std.Expr(per_frame_tags(checked, lambda tags: to_rgbs(checked, tags), rgbs),
                          "x 0 max 1 min")  # the network was trained on [0, 1]
     template = core.std.BlankClip(work, width=clip.width * SCALE, height=clip.height * SCALE, length=1)
-    (upscaled,) = windowed_clips(work, spans, window, overlap, runner, [Output(template)])
+    (upscaled,) = windowed_clips(work, spans, window, overlap, runner, [Output(template)], keeps=True)
     rgb = core.std.Expr(upscaled, "x 0 max 1 min")
     big = core.std.BlankClip(clip, width=rgb.width, height=rgb.height, keep=True)
     return per_frame_tags(clip, lambda tags: from_rgbs(rgb, clip, tags), big)

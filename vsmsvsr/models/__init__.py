@@ -57,6 +57,10 @@ class ModelSpec:
         adapter: ``"module:attribute"`` of the object that tells a filter how to feed the model
             numpy arrays and read its outputs (normalisation, padding, the layer the engine runs);
             ``None`` for models the :class:`vsmsvsr.engine.Engine` runs directly (MSVSR).
+        memory: peak memory per backend family (``"openvino"``, ``"cpu"``, ``"dygraph"``; see
+            :mod:`vsmsvsr.engine.memory`): ``{family: MemoryModel}``, measured on this project's
+            CPU machine by ``bench/calibrate_memory.py``. The filters plan tiles and check budgets
+            with it.
         description: one line for listings.
     """
 
@@ -68,6 +72,7 @@ class ModelSpec:
     container: Mapping[str, str] | None = None
     reader: str | None = None
     adapter: str | None = None
+    memory: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -76,6 +81,7 @@ class ModelSpec:
         object.__setattr__(self, "kwargs", MappingProxyType(dict(self.kwargs)))
         if self.container is not None:
             object.__setattr__(self, "container", MappingProxyType(dict(self.container)))
+        object.__setattr__(self, "memory", MappingProxyType(dict(self.memory)))
 
     def resolve(self) -> Callable[..., Any]:
         """The architecture class/factory (imports its module on first use)."""
@@ -109,28 +115,40 @@ _MSVSR_L_KWARGS = dict(
     use_tiny_spynet=False, deform_groups=8, aux_reconstruction_blocks=2,
 )
 
+# Peak memory per backend family, fitted by bench/calibrate_memory.py on this project's CPU machine
+# (2 cores, Paddle 3.3.1, OpenVINO 2026.4); its output is pasted here.
+from vsmsvsr.engine.memory import MemoryModel  # noqa: E402 - pure Python, no Paddle
+
+_MSVSR_MEMORY = {"openvino": MemoryModel(6.727e+08, 1286, per_pixel=6.684e+04),
+                 "cpu": MemoryModel(5.763e+08, 1240, per_pixel=3.232e+04),
+                 "dygraph": MemoryModel(5.269e+08, 1239, per_pixel=2.516e+04)}
+_MSVSR_L_MEMORY = _MSVSR_MEMORY
+_DEOLDIFY_MEMORY = {"openvino": MemoryModel(1.5e9, 10000.0)}
+_DEEPREMASTER_MEMORY = {"openvino": MemoryModel(1.5e9, 10000.0)}
+_DAIN_MEMORY = {"openvino": MemoryModel(1.5e9, 20000.0)}
+
 #: All models by name, in listing order.
 MODEL_SPECS: Mapping[str, ModelSpec] = MappingProxyType({
     spec.name: spec
     for spec in (
-        ModelSpec("PP-MSVSR", "vsr", _MSVSR, {}, weights="PP-MSVSR", container=_GENERATOR,
+        ModelSpec("PP-MSVSR", "vsr", _MSVSR, {}, weights="PP-MSVSR", container=_GENERATOR, memory=_MSVSR_MEMORY,
                   description="PP-MSVSR x4 video super-resolution, REDS (bicubic degradation), 1.45 M parameters"),
-        ModelSpec("PP-MSVSR-L", "vsr", _MSVSR, _MSVSR_L_KWARGS, weights="PP-MSVSR-L", container=_GENERATOR,
+        ModelSpec("PP-MSVSR-L", "vsr", _MSVSR, _MSVSR_L_KWARGS, weights="PP-MSVSR-L", container=_GENERATOR, memory=_MSVSR_L_MEMORY,
                   description="PP-MSVSR-L x4 video super-resolution, REDS, larger and slower, 7.42 M parameters"),
-        ModelSpec("PP-MSVSR-BD", "vsr", _MSVSR, {}, weights="PP-MSVSR-BD", container=_GENERATOR,
+        ModelSpec("PP-MSVSR-BD", "vsr", _MSVSR, {}, weights="PP-MSVSR-BD", container=_GENERATOR, memory=_MSVSR_MEMORY,
                   description="PP-MSVSR x4 video super-resolution, Vimeo90K (blur + downsampling degradation)"),
         ModelSpec("DeOldify", "colorize", "vsmsvsr.models.deoldify:DeOldify", {"model_type": "stable"}, weights="DeOldify",
-                  adapter="vsmsvsr.models.deoldify:ADAPTER",
+                  adapter="vsmsvsr.models.deoldify:ADAPTER", memory=_DEOLDIFY_MEMORY,
                   description="DeOldify stable colorization (ResNet-101 encoder, wide U-Net decoder), per frame"),
         ModelSpec("DeOldify-artistic", "colorize", "vsmsvsr.models.deoldify:DeOldify", {"model_type": "artistic"},
-                  weights="DeOldify-artistic", adapter="vsmsvsr.models.deoldify:ADAPTER",
+                  weights="DeOldify-artistic", adapter="vsmsvsr.models.deoldify:ADAPTER", memory=_DEOLDIFY_MEMORY,
                   description="DeOldify artistic colorization (ResNet-34 encoder, deep U-Net decoder), per frame"),
         ModelSpec("DeepRemaster", "restore", "vsmsvsr.models.remaster:DeepRemaster", {}, weights="DeepRemaster",
                   container={"modelR": "restoration", "modelC": "colorization"},
-                  adapter="vsmsvsr.models.remaster:ADAPTER",
+                  adapter="vsmsvsr.models.remaster:ADAPTER", memory=_DEEPREMASTER_MEMORY,
                   description="DeepRemaster film restoration (R) and reference-based colorization (C)"),
         ModelSpec("DAIN", "interp", "vsmsvsr.models.dain:DAIN", {}, weights="DAIN", reader="vsmsvsr.models.dain_weights:read_weights",
-                  adapter="vsmsvsr.models.dain:ADAPTER",
+                  adapter="vsmsvsr.models.dain:ADAPTER", memory=_DAIN_MEMORY,
                   description="DAIN depth-aware frame interpolation (PWC-Net flow), any time t in (0, 1)"),
     )
 })

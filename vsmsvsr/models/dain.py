@@ -404,6 +404,11 @@ class DAINAdapter:
         return TimedDAIN(net)
 
     @staticmethod
+    def network_size(width: int, height: int) -> tuple[int, int]:
+        """``(height, width)`` the network sees for frames of ``width`` x ``height`` (padded)."""
+        return height + sum(paddlegan_padding(height)), width + sum(paddlegan_padding(width))
+
+    @staticmethod
     def prepare(frame0: np.ndarray, frame1: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
         """``(3, h, w)`` RGB frames -> padded ``(1, 3, H, W)`` each, and the box ``(top, left, h, w)``."""
         h, w = frame0.shape[1:]

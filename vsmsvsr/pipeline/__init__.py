@@ -25,8 +25,10 @@ from vsmsvsr.pipeline.encode import (CONTAINERS, DEFAULT_CRF, ENCODERS, MAX_BITS
 from vsmsvsr.pipeline.errors import FUNC, EncodeError, EnhanceError
 from vsmsvsr.pipeline.job import default_output_path, enhance
 from vsmsvsr.pipeline.source import delivery_clip, open_source
-from vsmsvsr.pipeline.steps import STEPS, EnhanceSettings, Step, apply_steps, resolve_weights
+from vsmsvsr.pipeline.steps import (JOB_FRAME_CACHE_MB, JOB_FRAME_CACHE_RESERVE, STEPS, EnhanceSettings, Step,
+                                    apply_steps, resolve_weights, step_budgets)
 
 __all__ = ["STEPS", "ENCODERS", "PRESETS", "CONTAINERS", "DEFAULT_CRF", "MAX_BITS", "FUNC", "Step", "EnhanceError",
            "EncodeError", "EnhanceSettings", "EncodeSettings", "VideoTags", "enhance", "default_output_path",
-           "resolve_weights", "open_source", "apply_steps", "delivery_clip", "encode"]
+           "resolve_weights", "open_source", "apply_steps", "delivery_clip", "encode", "step_budgets",
+           "JOB_FRAME_CACHE_MB", "JOB_FRAME_CACHE_RESERVE"]

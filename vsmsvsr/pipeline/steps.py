@@ -21,37 +21,57 @@ log = logging.getLogger("vsmsvsr.enhance")
 # the steps of --process_order
 
 
-def _upscale(model: str) -> Callable[["vs.VideoNode", "EnhanceSettings", Path | None], "vs.VideoNode"]:
-    def apply(clip: "vs.VideoNode", s: "EnhanceSettings", weights: Path | None) -> "vs.VideoNode":
+# Each step: apply(clip, settings, weights, max_memory) -> clip, and plan(clip, settings, max_memory)
+# -> its vsmsvsr.plan (what it would use), so that the job can share one budget among its steps.
+
+
+def _upscale_options(model: str, s: "EnhanceSettings") -> dict:
+    return dict(model=model, window=s.num_frames, device=s.device, precision=s.precision)
+
+
+def _upscale(model: str) -> Callable[..., "vs.VideoNode"]:
+    def apply(clip: "vs.VideoNode", s: "EnhanceSettings", weights: Path | None, max_memory: int) -> "vs.VideoNode":
         from vsmsvsr.filters import Upscale
 
-        return Upscale(clip, model=model, weights=_str(weights), window=s.num_frames, device=s.device,
-                       precision=s.precision)
+        return Upscale(clip, weights=_str(weights), max_memory=max_memory, **_upscale_options(model, s))
 
     return apply
 
 
-def _interpolate(clip: "vs.VideoNode", s: "EnhanceSettings", weights: Path | None) -> "vs.VideoNode":
+def _interpolate(clip: "vs.VideoNode", s: "EnhanceSettings", weights: Path | None, max_memory: int) -> "vs.VideoNode":
     from vsmsvsr.filters import Interpolate
 
     return Interpolate(clip, factor=s.factor, model="DAIN", weights=_str(weights),
-                       remove_duplicates=s.remove_duplicates, device=s.device, precision=s.precision)
+                       remove_duplicates=s.remove_duplicates, device=s.device, precision=s.precision,
+                       max_memory=max_memory)
 
 
-def _colorize(clip: "vs.VideoNode", s: "EnhanceSettings", weights: Path | None) -> "vs.VideoNode":
+def _colorize(clip: "vs.VideoNode", s: "EnhanceSettings", weights: Path | None, max_memory: int) -> "vs.VideoNode":
     from vsmsvsr.filters import Colorize
 
     return Colorize(clip, model=s.deoldify_model, weights=_str(weights), render_factor=s.render_factor,
-                    device=s.device, precision=s.precision)
+                    device=s.device, precision=s.precision, max_memory=max_memory)
 
 
-def _remaster(clip: "vs.VideoNode", s: "EnhanceSettings", weights: Path | None) -> "vs.VideoNode":
+def _remaster(clip: "vs.VideoNode", s: "EnhanceSettings", weights: Path | None, max_memory: int) -> "vs.VideoNode":
     from vsmsvsr.filters import Remaster
 
     # PaddleGAN uses the reference images only when colourising.
     references = _str(s.reference_dir) if s.colorization else None
     return Remaster(clip, references=references, colorize=s.colorization, mindim=s.mindim,
-                    weights=_str(weights), device=s.device, precision=s.precision)
+                    weights=_str(weights), device=s.device, precision=s.precision, max_memory=max_memory)
+
+
+def _plan_options(step: str, s: "EnhanceSettings") -> tuple[str, dict]:
+    """(model, options of vsmsvsr.plan) of ``step`` under ``s``."""
+    if step in ("PPMSVSR", "PPMSVSRLarge"):
+        options = _upscale_options(STEPS[step].models[0], s)
+        return options.pop("model"), options
+    if step == "DeOldify":
+        return s.deoldify_model, dict(render_factor=s.render_factor, device=s.device, precision=s.precision)
+    if step == "DeepRemaster":
+        return "DeepRemaster", dict(colorize=s.colorization, mindim=s.mindim, device=s.device, precision=s.precision)
+    return "DAIN", dict(device=s.device, precision=s.precision)
 
 
 def _str(path: Path | None) -> str | None:
@@ -68,9 +88,14 @@ class Step:
 
     name: str
     weight_flag: str
-    apply: Callable[["vs.VideoNode", "EnhanceSettings", Path | None], "vs.VideoNode"]
+    apply: Callable[..., "vs.VideoNode"]
     models: tuple[str, ...]
     description: str
+
+    @property
+    def tiles(self) -> bool:
+        """The step's filter fits its budget by tiling (Upscale); the others need a fixed amount."""
+        return self.name in ("PPMSVSR", "PPMSVSRLarge")
 
 
 #: The names PaddleGAN's video-enhance accepts in ``--process_order`` that vsmsvsr implements.
@@ -139,6 +164,8 @@ class EnhanceSettings:
         weights: ``{step name: weights file}``; absent steps use the official file.
         device: ``None`` (any, a GPU where Paddle has one), ``'cpu'``, ``'gpu'``, ``'gpu:N'``.
         max_frames: process only the first N frames (the audio is cut to their duration).
+        max_memory: the job's memory budget (bytes, ``'8GB'``, ``'50%'``; ``None``: 60 % of the
+            available memory), shared by its steps: see :func:`step_budgets`.
         precision: ``None``/``'fp32'`` (default), ``'bf16'`` (OpenVINO on the CPU) or ``'fp16'``
             (GPU), for every step (see :func:`vsmsvsr.Upscale`).
     """
@@ -156,6 +183,7 @@ class EnhanceSettings:
     device: str | None = None
     max_frames: int | None = None
     precision: str | None = None
+    max_memory: int | str | None = None
 
     def __post_init__(self) -> None:
         order = self.process_order
@@ -203,9 +231,12 @@ class EnhanceSettings:
         from vsmsvsr.device import parse_device
         from vsmsvsr.engine.backends import resolve_precision
 
+        from vsmsvsr.engine.memory import resolve_budget
+
         try:
             parse_device(self.device, FUNC)
             object.__setattr__(self, "precision", resolve_precision(self.precision, False, FUNC))
+            resolve_budget(self.max_memory, FUNC, lambda: 1)  # the form only: the amount is read later
         except (TypeError, ValueError) as exc:
             raise EnhanceError(str(exc)) from None
 
@@ -251,9 +282,62 @@ def apply_steps(clip: "vs.VideoNode", settings: EnhanceSettings,
     ``settings.weights`` (else the filter's official default).
     """
     weights = dict(settings.weights) | dict(weights or {})
-    for name in settings.process_order:
-        clip = STEPS[name].apply(clip, settings, weights.get(name))
+    budgets = step_budgets(clip, settings)
+    for name, budget in zip(settings.process_order, budgets):
+        clip = STEPS[name].apply(clip, settings, weights.get(name), budget)
     return clip
+
+
+#: VapourSynth's frame cache in an enhance job (MB): frames are requested in order, so a small
+#: cache serves them. With large frames VapourSynth holds more than its cap (measured here: up to
+#: ~3x with 44 MB frames), so the job sets aside :data:`JOB_FRAME_CACHE_RESERVE` bytes for it.
+JOB_FRAME_CACHE_MB = 256
+JOB_FRAME_CACHE_RESERVE = 4 * JOB_FRAME_CACHE_MB * 2**20
+
+
+def step_budgets(clip: "vs.VideoNode", settings: EnhanceSettings) -> list[int]:
+    """The ``max_memory`` (bytes) of every step of ``settings.process_order`` on ``clip``.
+
+    The job's budget (``settings.max_memory``, resolved once against the memory of the device the
+    first step runs on) less VapourSynth's frame cache (:data:`JOB_FRAME_CACHE_RESERVE`) is shared by
+    models that are all alive in one process and may run at the same time: a step that cannot
+    tile (DAIN, DeOldify, DeepRemaster) is given the whole share and must fit it; the steps that
+    tile (Upscale) split what the others leave, each of them counted once without the process's
+    own memory (:data:`vsmsvsr.engine.memory.PROCESS_BASE`).
+    """
+    import vapoursynth as vs
+
+    from vsmsvsr.engine import choose_backend
+    from vsmsvsr.engine.memory import PROCESS_BASE, budget_for, format_bytes
+    from vsmsvsr.filters import plan
+
+    vs.core.max_cache_size = min(vs.core.max_cache_size, JOB_FRAME_CACHE_MB)
+    try:
+        config = choose_backend("auto", settings.device, precision=settings.precision).usable[0]
+    except (TypeError, ValueError) as exc:
+        raise EnhanceError(f"{FUNC}: {exc}") from None
+    total, _ = budget_for(settings.max_memory, FUNC, config.runs_on, getattr(config, "device_id", 0))
+    share = total - JOB_FRAME_CACHE_RESERVE
+    if share <= PROCESS_BASE:
+        raise EnhanceError(f"{FUNC}: max_memory {format_bytes(total)} leaves nothing for the models beside "
+                           f"VapourSynth's frame cache ({format_bytes(JOB_FRAME_CACHE_RESERVE)}); give more "
+                           "(e.g. --max_memory 8GB)")
+    fixed, tiling = 0, 0
+    width, height = clip.width, clip.height
+    for name in settings.process_order:
+        if STEPS[name].tiles:
+            tiling += 1
+            width, height = width * 4, height * 4
+        else:
+            model, options = _plan_options(name, settings)
+            probe = vs.core.std.BlankClip(clip, width=width, height=height, keep=True)
+            fixed += max(plan(probe, model, max_memory=share, **options).estimate - PROCESS_BASE, 0)
+    rest = max((share - fixed) // max(tiling, 1), 1)
+    budgets = [rest if STEPS[name].tiles else share for name in settings.process_order]
+    if tiling and len(settings.process_order) > 1:
+        log.info("%s: memory budget %s (%s for the steps beside VapourSynth's frame cache): %s for each "
+                 "Upscale beside the other models", FUNC, format_bytes(total), format_bytes(share), format_bytes(rest))
+    return budgets
 
 
 def resolve_weights(settings: EnhanceSettings, *, progress: bool = True) -> dict[str, Path]:

@@ -1,0 +1,173 @@
+"""max_memory on the filters: the plan, its determinism, the error, and measured peaks (subprocesses)."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import vapoursynth as vs
+
+import vsmsvsr as msvsr
+from tests.footage import CITY, source
+from tests.keyed import save_keyed_weights
+from vsmsvsr.engine.memory import format_bytes
+
+core = vs.core
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> str:
+    return save_keyed_weights("msvsr", tmp_path_factory.mktemp("weights") / "msvsr.pdparams")
+
+
+@pytest.fixture(scope="module")
+def city() -> vs.VideoNode:
+    # 256x144 of the real clip, YUV420P8: big enough that a modest budget needs tiles
+    return core.std.CropAbs(source(CITY), width=256, height=144, left=200, top=100)[:3]
+
+
+def _planes(clip: vs.VideoNode) -> list[list[np.ndarray]]:
+    return [[np.array(f[p], copy=True) for p in range(f.format.num_planes)] for f in clip.frames()]
+
+
+def _tiling_budget(clip: vs.VideoNode, **kw) -> int:
+    """A budget between the whole-frame estimate and the smallest tile's: some tile must be chosen."""
+    whole = msvsr.plan(clip, "PP-MSVSR", max_memory="100%", tile=0, **kw)
+    smallest = msvsr.plan(clip, "PP-MSVSR", max_memory="100%", tile=64, **kw)
+    assert smallest.estimate < whole.estimate
+    return (whole.estimate + smallest.estimate) // 2
+
+
+def test_the_plan_is_a_pure_function_of_its_arguments(city):
+    budget = _tiling_budget(city, window=3, overlap=0)
+    plans = {msvsr.plan(city, "PP-MSVSR", window=3, overlap=0, max_memory=budget) for _ in range(3)}
+    assert len(plans) == 1
+    (plan,) = plans
+    assert 0 < plan.tile < 256 and plan.fits and plan.estimate <= budget and plan.budget == budget
+    # the same budget written as a string gives the same plan
+    assert msvsr.plan(city, "PP-MSVSR", window=3, overlap=0, max_memory=f"{budget}B") == plan
+    # a larger budget never chooses smaller tiles
+    bigger = msvsr.plan(city, "PP-MSVSR", window=3, overlap=0, max_memory=budget * 2)
+    assert bigger.tile == 0 or bigger.tile >= plan.tile
+
+
+def test_a_planned_upscale_equals_an_explicit_tile_bit_for_bit(city, weights, caplog):
+    budget = _tiling_budget(city, window=3, overlap=0)
+    plan = msvsr.plan(city, "PP-MSVSR", window=3, overlap=0, max_memory=budget)
+    with caplog.at_level(logging.INFO, logger="vsmsvsr"):
+        planned = msvsr.Upscale(city, weights=weights, window=3, overlap=0, max_memory=budget, scene_change=False)
+    assert plan.describe() in caplog.text
+    assert f"tiles {plan.tiles_x}×{plan.tiles_y} of {plan.tile}×{plan.tile}" in caplog.text
+    explicit = msvsr.Upscale(city, weights=weights, window=3, overlap=0, tile=plan.tile, scene_change=False)
+    whole = msvsr.Upscale(city, weights=weights, window=3, overlap=0, tile=0, scene_change=False)
+    a, b, c = _planes(planned), _planes(explicit), _planes(whole)
+    assert all(np.array_equal(x, y) for fa, fb in zip(a, b) for x, y in zip(fa, fb))
+    # tiles are cross-faded, not a different picture: close to whole frames, yet really tiled
+    assert any(not np.array_equal(x, y) for fa, fc in zip(a, c) for x, y in zip(fa, fc))
+    diff = max(float(np.abs(x.astype(np.int16) - y).mean()) for fa, fc in zip(a, c) for x, y in zip(fa, fc))
+    assert diff < 2.0
+
+
+def _no_model(monkeypatch):
+    """Fail the test if any filter loads a model."""
+    import vsmsvsr.engine as engine
+    import vsmsvsr.models as models
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(models, "load_model", refuse)
+    monkeypatch.setattr(engine, "Engine", refuse)
+
+
+@pytest.mark.parametrize("call, hint", [
+    (lambda c, w: msvsr.Upscale(c, weights=w, max_memory="100MB"), "shorter window/overlap (now 3/2: 3 frames"),
+    (lambda c, w: msvsr.Colorize(c, max_memory="100MB"), "smaller render_factor (now 32"),
+    (lambda c, w: msvsr.Remaster(c, colorize=True, max_memory="100MB"), "smaller mindim (now 360)"),
+    (lambda c, w: msvsr.Interpolate(c, factor=2, max_memory="100MB"), "downscaled clip"),
+])
+def test_a_budget_too_small_fails_before_any_model_is_loaded(city, weights, monkeypatch, call, hint):
+    _no_model(monkeypatch)
+    with pytest.raises(ValueError) as info:
+        call(city, weights)
+    message = str(info.value)
+    assert message.startswith("vsmsvsr.") and "max_memory 100 MB (max_memory) is too small" in message
+    assert "256×144" in message and "an estimated" in message and hint in message
+
+
+@pytest.mark.parametrize("value, error, match", [
+    ("lots", ValueError, "max_memory must be bytes, a size such as '8GB'"),
+    (1.5, TypeError, "max_memory must be bytes"),
+    ("0%", ValueError, "max_memory as a share must be > 0%"),
+])
+def test_bad_max_memory_is_refused_by_every_filter(city, value, error, match):
+    for name, call in (("Upscale", lambda: msvsr.Upscale(city, max_memory=value)),
+                       ("Colorize", lambda: msvsr.Colorize(city, max_memory=value)),
+                       ("Remaster", lambda: msvsr.Remaster(city, max_memory=value)),
+                       ("Interpolate", lambda: msvsr.Interpolate(city, factor=2, max_memory=value)),
+                       ("plan", lambda: msvsr.plan(city, "DAIN", max_memory=value))):
+        with pytest.raises(error, match=rf"^vsmsvsr\.{name}: {match}"):
+            call()
+
+
+def test_plan_describes_every_model(city):
+    for model, kw in (("PP-MSVSR", {}), ("PP-MSVSR-L", {}), ("DeOldify", {"render_factor": 16}),
+                      ("DeepRemaster", {"colorize": True, "mindim": 128}), ("DAIN", {})):
+        plan = msvsr.plan(city, model, max_memory="64GB", **kw)
+        assert plan.label == model and plan.fits and plan.estimate > 0 and plan.budget == 64 * 10**9
+        assert plan.describe().startswith(f"{model} 256×144: ")
+    with pytest.raises(TypeError, match="unexpected argument"):
+        msvsr.plan(city, "DAIN", render_factor=16)
+
+
+# ------------------------------------------------------------------ measured (subprocesses)
+
+
+def _probe(*args: str) -> dict:
+    env = dict(os.environ)
+    home = Path(env["VSMSVSR_HOME"]) / f"probe-{abs(hash(args))}"
+    env["VSMSVSR_HOME"] = str(home)  # a fresh program cache: export and compilation count
+    proc = subprocess.run([sys.executable, "-m", "tests.memory_probe", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+#: (model, filter arguments) at two sizes each, none of them a calibration point.
+MEASURED = [
+    ("PP-MSVSR", ["224", "128", "--frames", "4", "--window", "2", "--overlap", "1"]),
+    ("PP-MSVSR", ["288", "176", "--frames", "3", "--window", "3", "--overlap", "0"]),
+    ("PP-MSVSR-L", ["160", "96", "--frames", "4", "--window", "2", "--overlap", "1"]),
+    ("PP-MSVSR-L", ["256", "144", "--frames", "3", "--window", "3", "--overlap", "0"]),
+    ("DeOldify", ["320", "180", "--frames", "2", "--render-factor", "16"]),
+    ("DeOldify", ["320", "180", "--frames", "2", "--render-factor", "20"]),
+    ("DeepRemaster", ["320", "180", "--frames", "7", "--mindim", "160"]),
+    ("DeepRemaster", ["320", "180", "--frames", "7", "--mindim", "208"]),
+    ("DAIN", ["240", "136", "--frames", "2"]),
+    ("DAIN", ["400", "224", "--frames", "2"]),
+]
+
+
+@pytest.mark.parametrize("model, args", MEASURED, ids=[f"{m}-{a[0]}x{a[1]}-{a[-1]}" for m, a in MEASURED])
+def test_the_estimate_is_within_20_percent_of_the_measured_peak(model, args):
+    result = _probe("filter", model, "auto", *args, "--max-memory", "100%")
+    error = (result["estimate"] - result["peak"]) / result["peak"]
+    assert abs(error) <= 0.20, (f"{result['plan']}: measured {format_bytes(result['peak'])}, "
+                                f"estimated {format_bytes(result['estimate'])} ({error:+.0%})")
+
+
+def test_an_explicit_budget_is_honoured_where_the_default_would_exceed_it():
+    args = ["filter", "PP-MSVSR", "auto", "320", "192", "--frames", "4", "--window", "2", "--overlap", "1"]
+    whole = _probe(*args, "--max-memory", "100%", "--tile", "0")
+    budget = int(whole["estimate"] * 0.6)
+    tiled = _probe(*args, "--max-memory", str(budget))
+    assert tiled["tile"] > 0, tiled["plan"]
+    assert tiled["peak"] <= budget * 1.10, (f"{tiled['plan']}: peak {format_bytes(tiled['peak'])} > "
+                                            f"budget {format_bytes(budget)} + 10%")
+    assert whole["peak"] > budget * 1.10  # the untiled run would not have fitted

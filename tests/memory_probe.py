@@ -1,0 +1,148 @@
+"""Child process that measures peak memory (``ru_maxrss``) of one model call or one filter run.
+
+Used by ``bench/calibrate_memory.py`` (to fit each model's :class:`vsmsvsr.engine.memory.MemoryModel`),
+``bench/bench_memory.py`` and ``tests/engine/test_memory.py``. Prints one JSON line on stdout:
+``{"peak": bytes, ...}``. Weights are the spec's keyed weights (random for DAIN); every run uses a
+fresh program cache (``VSMSVSR_HOME`` set by the caller), so export and compilation count, as on a
+user's first run.
+
+    python -m tests.memory_probe engine PP-MSVSR openvino 6 128 160        # frames, height, width
+    python -m tests.memory_probe filter PP-MSVSR openvino 320 180 --frames 12 --max-memory 3GB
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+KEYED = {"PP-MSVSR": "msvsr", "PP-MSVSR-BD": "msvsr", "PP-MSVSR-L": "msvsr_large",
+         "DeOldify": "deoldify_stable", "DeOldify-artistic": "deoldify_artistic", "DeepRemaster": "deepremaster"}
+
+
+def peak_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def weights_file(model: str, folder: Path) -> str:
+    """A weights file for ``model`` in its official layout (keyed; random for DAIN)."""
+    if model == "DAIN":
+        import paddle
+
+        from tests.media import random_weights
+
+        paddle.seed(0)
+        return str(random_weights("DAIN", folder / "dain.pdparams"))
+    from tests.keyed import save_keyed_weights
+
+    return save_keyed_weights(KEYED[model], folder / f"{KEYED[model]}.pdparams")
+
+
+def noise_clip(width: int, height: int, count: int, seed: int = 1):
+    """``count`` frames of YUV420P8 noise (a film-like, textured input), 24 fps."""
+    import vapoursynth as vs
+
+    core = vs.core
+    rng = np.random.default_rng(seed)
+    base = rng.integers(16, 235, (height, width), dtype=np.uint8)
+    blank = core.std.BlankClip(format=vs.YUV420P8, width=width, height=height, length=count, fpsnum=24, fpsden=1,
+                               color=[128, 128, 128])
+
+    def fill(n: int, f):
+        out = f.copy()
+        np.copyto(np.asarray(out[0]), np.roll(base, 3 * n, axis=1))
+        return out
+
+    return core.std.ModifyFrame(blank, blank, fill)
+
+
+def run_engine(model: str, backend: str, frames: int, height: int, width: int) -> dict:
+    from tests.keyed import model_weights
+    from vsmsvsr.engine import Engine
+
+    import vapoursynth  # noqa: F401 - the filters' process has it loaded too
+
+    engine = Engine(model, model_weights(KEYED[model]), backend=backend)
+    window = np.random.default_rng(0).random((frames, 3, height, width), dtype=np.float32)
+    engine(window)
+    return {"peak": peak_bytes(), "backend": engine.backend.name}
+
+
+def run_filter(model: str, backend: str, width: int, height: int, args: argparse.Namespace) -> dict:
+    import vapoursynth as vs
+
+    import vsmsvsr as msvsr
+
+    core = vs.core
+    core.max_cache_size = args.cache_mb
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = weights_file(model, Path(tmp))
+        clip = noise_clip(width, height, args.frames)
+        extra = {} if args.max_memory is None else {"max_memory": args.max_memory}
+        if args.tile is not None:
+            extra["tile"] = args.tile
+        if model.startswith("PP-MSVSR"):
+            kw = dict(window=args.window, overlap=args.overlap) if args.window else {}
+            plan = msvsr.plan(clip, model, backend=backend, **kw, **extra)
+            out = msvsr.Upscale(clip, model=model, weights=weights, backend=backend, scene_change=False, **kw, **extra)
+        elif model.startswith("DeOldify"):
+            kw = dict(render_factor=args.render_factor) if args.render_factor else {}
+            plan = msvsr.plan(clip, model, backend=backend, **kw, **extra)
+            out = msvsr.Colorize(clip, model=model, weights=weights, backend=backend, scene_change=False, **kw, **extra)
+        elif model == "DeepRemaster":
+            kw = dict(mindim=args.mindim) if args.mindim else {}
+            plan = msvsr.plan(clip, model, backend=backend, colorize=True, **kw, **extra)
+            out = msvsr.Remaster(clip, colorize=True, weights=weights, backend=backend, scene_change=False,
+                                 **kw, **extra)
+        else:
+            plan = msvsr.plan(clip, model, backend=backend, **extra)
+            out = msvsr.Interpolate(clip, factor=2, weights=weights, backend=backend, scene_change=False, **extra)
+        digest = hashlib.sha256()
+        for frame in out.frames():
+            for p in range(frame.format.num_planes):
+                digest.update(np.asarray(frame[p]).tobytes())
+    return {"peak": peak_bytes(), "estimate": plan.estimate, "budget": plan.budget, "tile": plan.tile,
+            "plan": plan.describe(), "sha256": digest.hexdigest(), "frames": out.num_frames}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=("engine", "filter", "empty"))
+    ap.add_argument("model")
+    ap.add_argument("backend")
+    ap.add_argument("sizes", type=int, nargs="*", help="engine: frames height width; filter: width height")
+    ap.add_argument("--frames", type=int, default=4, help="filter: clip length")
+    ap.add_argument("--window", type=int, default=0)
+    ap.add_argument("--overlap", type=int, default=0)
+    ap.add_argument("--max-memory", default=None)
+    ap.add_argument("--tile", type=int, default=None)
+    ap.add_argument("--render-factor", type=int, default=0)
+    ap.add_argument("--mindim", type=int, default=0)
+    ap.add_argument("--cache-mb", type=int, default=1024, help="VapourSynth's frame cache cap")
+    args = ap.parse_args()
+    os.environ.setdefault("VSMSVSR_HOME", tempfile.mkdtemp(prefix="memory_probe-"))
+    if args.max_memory is not None and args.max_memory.isdigit():
+        args.max_memory = int(args.max_memory)
+    if args.mode == "empty":  # what every process pays: the libraries, no model
+        import openvino  # noqa: F401
+        import vapoursynth  # noqa: F401
+
+        from vsmsvsr._paddle import load_paddle
+
+        load_paddle()
+        result = {"peak": peak_bytes()}
+    elif args.mode == "engine":
+        result = run_engine(args.model, args.backend, *args.sizes)
+    else:
+        result = run_filter(args.model, args.backend, *args.sizes, args)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
