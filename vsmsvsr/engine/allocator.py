@@ -48,3 +48,34 @@ def keep_large_blocks() -> bool:
         log.debug("vsmsvsr.Engine: glibc large blocks kept in the heap: %s", ok)
         _done.append(ok)
         return ok
+
+
+def _glibc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return libc if getattr(libc, "malloc_trim", None) is not None and \
+        getattr(libc, "gnu_get_libc_version", None) is not None else None
+
+
+_trim: list = []
+
+
+def return_free_memory() -> bool:
+    """Give the memory glibc holds free back to the system (``malloc_trim``); returns whether it ran.
+
+    Called between windows, not calls: a window's buffers are freed by several threads into
+    several malloc arenas, and glibc keeps what it cannot merge, so without this the RSS of a long
+    clip grew by ~1 GB per 1000 frames of 640x360 -> 2560x1440 (measured; Python's own objects
+    stayed flat), and with it stays flat. Inside a window the large blocks are still kept
+    (:func:`keep_large_blocks`); one trim per window costs a window's first page faults only.
+    """
+    with _lock:
+        if not _trim:
+            _trim.append(_glibc())
+        libc = _trim[0]
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True

@@ -7,7 +7,6 @@ for YUV and GRAY input the Y plane passes through bit for bit.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 from typing import TYPE_CHECKING, Sequence, Union
 
@@ -25,7 +24,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from vsmsvsr.engine.memory import MemoryPlan
 
 core = vs.core
-log = logging.getLogger("vsmsvsr.filters")
 
 FUNC = "vsmsvsr.Colorize"
 #: Tasks served: DeOldify's variants ("colorize") run per frame; DeepRemaster ("restore") is
@@ -128,19 +126,14 @@ def Colorize(
     if smooth and mode == "detect":
         scenecut.validate_criterion(sc_threshold, scenecut.DEFAULT_RATIO, FUNC)
 
-    from vsmsvsr.engine import LayerRunner, choose_backend
-    from vsmsvsr.engine.memory import budget_for, too_small
+    from vsmsvsr.engine import LayerRunner
+    from vsmsvsr.filters.planning import backend_and_budget, require_fit
     from vsmsvsr.models import load_model
 
-    with named_errors(FUNC):
-        choice = choose_backend(backend, device, fp16, precision=precision)
-    config = choice.usable[0]
-    memory = _plan(clip.width, clip.height, model, render_factor, config.name,
-                   budget_for(max_memory, FUNC, config.runs_on, getattr(config, "device_id", 0)))
-    if not memory.fits:
-        raise too_small(memory, FUNC, "Give more max_memory, or a smaller render_factor "
-                                      f"(now {render_factor}: a {16 * render_factor}-pixel square).")
-    log.info("%s: %s", FUNC, memory.describe())
+    choice, budget = backend_and_budget(backend, device, fp16, precision, max_memory, FUNC)
+    memory = _plan(clip.width, clip.height, model, render_factor, choice.usable[0].name, budget)
+    require_fit(memory, FUNC, f"Give more max_memory, or a smaller render_factor (now {render_factor}: a "
+                              f"{16 * render_factor}-pixel square).")
     with named_errors(FUNC):
         net = load_model(model, weights, device=choice.load_device)
     run = LayerRunner(net, choice, label=model)

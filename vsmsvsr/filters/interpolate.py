@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import logging
 import math
 import numbers
 import os
@@ -34,7 +33,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from vsmsvsr.engine.memory import MemoryPlan
 
 core = vs.core
-log = logging.getLogger("vsmsvsr.filters")
 
 FUNC = "vsmsvsr.Interpolate"
 #: Longest clip VapourSynth can hold (``num_frames`` is a C int).
@@ -276,17 +274,13 @@ def Interpolate(
     clip = progressive(clip, FUNC)
     flags = scene_cut_clip(clip, mode, threshold=sc_threshold, func=FUNC)
 
-    from vsmsvsr.engine import LayerRunner, choose_backend
-    from vsmsvsr.engine.memory import budget_for, too_small
+    from vsmsvsr.engine import LayerRunner
+    from vsmsvsr.filters.planning import backend_and_budget, require_fit
     from vsmsvsr.models import load_model
-    with named_errors(FUNC):
-        choice = choose_backend(backend, device, fp16, precision=precision)
-    config = choice.usable[0]
-    memory = _plan(clip.width, clip.height, model, config.name,
-                   budget_for(max_memory, FUNC, config.runs_on, getattr(config, "device_id", 0)))
-    if not memory.fits:
-        raise too_small(memory, FUNC, "Give more max_memory, or interpolate a downscaled clip.")
-    log.info("%s: %s", FUNC, memory.describe())
+
+    choice, budget = backend_and_budget(backend, device, fp16, precision, max_memory, FUNC)
+    require_fit(_plan(clip.width, clip.height, model, choice.usable[0].name, budget), FUNC,
+                "Give more max_memory, or interpolate a downscaled clip.")
     with named_errors(FUNC):
         net = load_model(model, weights, device=choice.load_device)
         official = _official_program(program, weights, choice, spec)

@@ -1,6 +1,7 @@
 """``vsmsvsr.plan``: what a filter will do within its memory budget, without building it."""
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import vapoursynth as vs
@@ -12,9 +13,33 @@ from vsmsvsr.filters.errors import named_errors
 from vsmsvsr.temporal import check_grid, clamp_grid
 
 if TYPE_CHECKING:  # pragma: no cover
+    from vsmsvsr.engine.backends import BackendChoice
     from vsmsvsr.engine.memory import MemoryPlan
 
 FUNC = "vsmsvsr.plan"
+log = logging.getLogger("vsmsvsr.filters")
+
+
+def backend_and_budget(backend: Any, device: Any, fp16: bool, precision: str | None, max_memory: Any,
+                       func: str) -> tuple["BackendChoice", tuple[int, str]]:
+    """The backends a filter will use (:func:`vsmsvsr.engine.choose_backend`) and its budget
+    ``(bytes, where it came from)`` in the memory of the first one's device."""
+    from vsmsvsr.engine import choose_backend
+    from vsmsvsr.engine.memory import budget_for
+
+    with named_errors(func):
+        choice = choose_backend(backend, device, fp16, precision=precision)
+    config = choice.usable[0]
+    return choice, budget_for(max_memory, func, config.runs_on, getattr(config, "device_id", 0))
+
+
+def require_fit(memory: "MemoryPlan", func: str, hint: str) -> None:
+    """Log a plan that fits in one line; raise the too-small error (naming ``func``) otherwise."""
+    from vsmsvsr.engine.memory import too_small
+
+    if not memory.fits:
+        raise too_small(memory, func, hint)
+    log.info("%s: %s", func, memory.describe())
 
 
 def plan(clip: vs.VideoNode, model: str = "PP-MSVSR", *, device: str | None = None, fp16: bool = False,
@@ -48,12 +73,8 @@ def plan(clip: vs.VideoNode, model: str = "PP-MSVSR", *, device: str | None = No
     if unknown:
         raise TypeError(f"{FUNC}: unexpected argument(s) for {model}: {', '.join(sorted(unknown))}")
     precision = resolve_precision(precision, fp16, FUNC)
-    from vsmsvsr.engine import choose_backend
-    from vsmsvsr.engine.memory import budget_for
-
-    with named_errors(FUNC):
-        config = choose_backend(backend, device, precision=precision).usable[0]
-    budget = budget_for(max_memory, FUNC, config.runs_on, getattr(config, "device_id", 0))
+    choice, budget = backend_and_budget(backend, device, False, precision, max_memory, FUNC)
+    config = choice.usable[0]
     if spec.task == "colorize":
         from vsmsvsr.filters import colorize
 

@@ -11,7 +11,6 @@ scaled back to the clip's size.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 from typing import TYPE_CHECKING, Sequence, Union
 
@@ -31,7 +30,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from vsmsvsr.engine.memory import MemoryPlan
 
 core = vs.core
-log = logging.getLogger("vsmsvsr.filters")
 
 FUNC = "vsmsvsr.Remaster"
 #: Output frames per window: PaddleGAN's predictor runs blocks of 5 frames.
@@ -168,19 +166,15 @@ def remaster(clip: vs.VideoNode, *, references: References = None, colorize: boo
     refs = _reference_array(references, func) if references is not None else None
     spans = span_clip(clip, window, overlap, mode, threshold=sc_threshold, func=func)
 
-    from vsmsvsr.engine import LayerRunner, choose_backend
-    from vsmsvsr.engine.memory import budget_for, too_small
+    from vsmsvsr.engine import LayerRunner
+    from vsmsvsr.filters.planning import backend_and_budget, require_fit
     from vsmsvsr.models import get_spec, load_model
 
-    with named_errors(func):
-        choice = choose_backend(backend, device, fp16, precision=precision)
-    config = choice.usable[0]
-    memory = _plan(clip.width, clip.height, clip.num_frames, colorize, mindim, window, overlap, config.name,
-                   budget_for(max_memory, func, config.runs_on, getattr(config, "device_id", 0)))
-    if not memory.fits:
-        raise too_small(memory, func, f"Give more max_memory, or a smaller mindim (now {mindim}) or window/overlap "
-                                      f"(now {window}/{overlap}).")
-    log.info("%s: %s", func, memory.describe())
+    choice, budget = backend_and_budget(backend, device, fp16, precision, max_memory, func)
+    memory = _plan(clip.width, clip.height, clip.num_frames, colorize, mindim, window, overlap, choice.usable[0].name,
+                   budget)
+    require_fit(memory, func, f"Give more max_memory, or a smaller mindim (now {mindim}) or window/overlap "
+                              f"(now {window}/{overlap}).")
     with named_errors(func):
         model = load_model("DeepRemaster", weights, device=choice.load_device)
     restore = LayerRunner(model.restoration, choice, label="DeepRemaster-R")

@@ -85,14 +85,11 @@ def plan(clip: vs.VideoNode, model: str = "PP-MSVSR", window: int = DEFAULT_WIND
     window, overlap = clamp_grid(clip.num_frames, window, overlap)
     _check_tiles(tile, tile_overlap, func)
     precision = resolve_precision(precision, fp16, func)
-    from vsmsvsr.engine import choose_backend
-    from vsmsvsr.engine.memory import budget_for
+    from vsmsvsr.filters.planning import backend_and_budget
 
-    with named_errors(func):
-        config = choose_backend(backend, device, precision=precision).usable[0]
-    budget = budget_for(max_memory, func, config.runs_on, getattr(config, "device_id", 0))
-    return _plan(clip.width, clip.height, clip.num_frames, model, window, overlap, config.name, budget, tile,
-                 tile_overlap)
+    choice, budget = backend_and_budget(backend, device, False, precision, max_memory, func)
+    return _plan(clip.width, clip.height, clip.num_frames, model, window, overlap, choice.usable[0].name, budget,
+                 tile, tile_overlap)
 
 
 def Upscale(
@@ -168,21 +165,17 @@ def Upscale(
     # span_clip validates sc_threshold too, and loads nothing.
     spans = span_clip(clip, window, overlap, mode, threshold=sc_threshold, func=FUNC)
 
-    from vsmsvsr.engine import Engine, choose_backend, run_window
-    from vsmsvsr.engine.memory import budget_for, too_small
+    from vsmsvsr.engine import Engine, run_window
+    from vsmsvsr.filters.planning import backend_and_budget, require_fit
 
-    with named_errors(FUNC):
-        config = choose_backend(backend, device, precision=precision).usable[0]
-    budget = budget_for(max_memory, FUNC, config.runs_on, getattr(config, "device_id", 0))
-    memory = _plan(clip.width, clip.height, clip.num_frames, model, window, overlap, config.name, budget, tile,
-                   tile_overlap)
-    if not memory.fits:
-        if tile is None:
-            raise too_small(memory, FUNC, f"Give more max_memory, or a shorter window/overlap (now {window}/{overlap}: "
-                                          f"{memory.frames} frames per window).")
+    choice, budget = backend_and_budget(backend, device, False, precision, max_memory, FUNC)
+    memory = _plan(clip.width, clip.height, clip.num_frames, model, window, overlap, choice.usable[0].name, budget,
+                   tile, tile_overlap)
+    if tile is not None and not memory.fits:  # the user's own choice: said, not refused
         log.warning("%s: tile=%d exceeds the memory budget: %s", FUNC, tile, memory.describe())
     else:
-        log.info("%s: %s", FUNC, memory.describe())
+        require_fit(memory, FUNC, f"Give more max_memory, or a shorter window/overlap (now {window}/{overlap}: "
+                                  f"{memory.frames} frames per window).")
 
     with named_errors(FUNC):
         engine = Engine(model, weights, backend=backend, device=device, precision=precision)

@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 import vapoursynth as vs
 
+from vsmsvsr.engine.allocator import return_free_memory
 from vsmsvsr.filters.scene import shifted, span_of_frame
 from vsmsvsr.temporal import Span
 
@@ -66,6 +67,7 @@ class WindowCache:
                 self.runs += 1
                 while len(self._results) > self._size:
                     self._results.popitem(last=False)
+                return_free_memory()  # what the window freed, glibc would otherwise keep
             else:
                 self._results.move_to_end(span)
             return result[n - span.start]
