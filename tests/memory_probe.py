@@ -74,7 +74,19 @@ def run_engine(model: str, backend: str, frames: int, height: int, width: int) -
     return {"peak": peak_bytes(), "backend": engine.backend.name}
 
 
+def city_clip(width: int, height: int, count: int):
+    """The first ``count`` frames of cityCC0 (real footage) resized to ``width`` x ``height``."""
+    import vapoursynth as vs
+
+    from tests.footage import CITY, source
+
+    clip = source(CITY)[:count]
+    return vs.core.resize.Bicubic(clip, width, height)
+
+
 def run_filter(model: str, backend: str, width: int, height: int, args: argparse.Namespace) -> dict:
+    import time
+
     import vapoursynth as vs
 
     import vsmsvsr as msvsr
@@ -83,7 +95,7 @@ def run_filter(model: str, backend: str, width: int, height: int, args: argparse
     core.max_cache_size = args.cache_mb
     with tempfile.TemporaryDirectory() as tmp:
         weights = weights_file(model, Path(tmp))
-        clip = noise_clip(width, height, args.frames)
+        clip = city_clip(width, height, args.frames) if args.city else noise_clip(width, height, args.frames)
         extra = {} if args.max_memory is None else {"max_memory": args.max_memory}
         if args.tile is not None:
             extra["tile"] = args.tile
@@ -104,11 +116,18 @@ def run_filter(model: str, backend: str, width: int, height: int, args: argparse
             plan = msvsr.plan(clip, model, backend=backend, **extra)
             out = msvsr.Interpolate(clip, factor=2, weights=weights, backend=backend, scene_change=False, **extra)
         digest = hashlib.sha256()
+        lumas = []
+        start = time.perf_counter()
         for frame in out.frames():
             for p in range(frame.format.num_planes):
                 digest.update(np.asarray(frame[p]).tobytes())
+            if args.save:
+                lumas.append(np.array(frame[0], copy=True))
+        seconds = time.perf_counter() - start
+        if args.save:
+            np.save(args.save, np.stack(lumas))
     return {"peak": peak_bytes(), "estimate": plan.estimate, "budget": plan.budget, "tile": plan.tile,
-            "plan": plan.describe(), "sha256": digest.hexdigest(), "frames": out.num_frames}
+            "plan": plan.describe(), "sha256": digest.hexdigest(), "frames": out.num_frames, "seconds": seconds}
 
 
 def main() -> None:
@@ -124,7 +143,9 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=None)
     ap.add_argument("--render-factor", type=int, default=0)
     ap.add_argument("--mindim", type=int, default=0)
-    ap.add_argument("--cache-mb", type=int, default=1024, help="VapourSynth's frame cache cap")
+    ap.add_argument("--cache-mb", type=int, default=256, help="VapourSynth's frame cache cap")
+    ap.add_argument("--city", action="store_true", help="filter: cityCC0 resized instead of noise")
+    ap.add_argument("--save", help="filter: write the output's luma planes here (.npy)")
     args = ap.parse_args()
     os.environ.setdefault("VSMSVSR_HOME", tempfile.mkdtemp(prefix="memory_probe-"))
     if args.max_memory is not None and args.max_memory.isdigit():
