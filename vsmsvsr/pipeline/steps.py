@@ -316,7 +316,7 @@ def step_budgets(clip: "vs.VideoNode", settings: EnhanceSettings) -> list[int]:
         config = choose_backend("auto", settings.device, precision=settings.precision).usable[0]
     except (TypeError, ValueError) as exc:
         raise EnhanceError(f"{FUNC}: {exc}") from None
-    total, _ = budget_for(settings.max_memory, FUNC, config.runs_on, getattr(config, "device_id", 0))
+    total, source = budget_for(settings.max_memory, FUNC, config.runs_on, getattr(config, "device_id", 0))
     share = total - JOB_FRAME_CACHE_RESERVE
     if share <= PROCESS_BASE:
         raise EnhanceError(f"{FUNC}: max_memory {format_bytes(total)} leaves nothing for the models beside "
@@ -334,9 +334,10 @@ def step_budgets(clip: "vs.VideoNode", settings: EnhanceSettings) -> list[int]:
             fixed += max(plan(probe, model, max_memory=share, **options).estimate - PROCESS_BASE, 0)
     rest = max((share - fixed) // max(tiling, 1), 1)
     budgets = [rest if STEPS[name].tiles else share for name in settings.process_order]
-    if tiling and len(settings.process_order) > 1:
-        log.info("%s: memory budget %s (%s for the steps beside VapourSynth's frame cache): %s for each "
-                 "Upscale beside the other models", FUNC, format_bytes(total), format_bytes(share), format_bytes(rest))
+    others = f", {format_bytes(fixed)} for the other models" if fixed else ""
+    log.info("%s: memory budget %s (%s): %s for VapourSynth's frame cache%s%s", FUNC, format_bytes(total), source,
+             format_bytes(JOB_FRAME_CACHE_RESERVE), others,
+             f", {format_bytes(rest)} for {'each ' if tiling > 1 else ''}Upscale" if tiling else "")
     return budgets
 
 
