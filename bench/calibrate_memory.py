@@ -14,6 +14,7 @@ negative is dropped). Sizes are the network's input:
 
     python bench/calibrate_memory.py                       # every model, backends openvino,cpu,dygraph
     python bench/calibrate_memory.py --models PP-MSVSR --backends openvino --json out.json
+    python bench/calibrate_memory.py --check              # estimates vs peaks at the tests' sizes
 
 Prints each measurement, the fit and its worst relative error, then the ``MemoryModel`` lines of
 ``vsmsvsr/models/__init__.py``.
@@ -114,6 +115,20 @@ def literal(model) -> str:
     return f"MemoryModel({', '.join(parts)})"
 
 
+def check() -> None:
+    """Estimate against measured peak at the sizes of tests/filters/test_memory_budget.py (none of
+    them a calibration point), through the filters, as a table."""
+    from tests.filters.test_memory_budget import MEASURED
+
+    print("\n## Estimate vs measured peak RSS through the filters (backend auto)\n")
+    print("| model | filter arguments | plan | estimate MB | peak MB | error |\n|---|---|---|---:|---:|---:|")
+    for model, args in MEASURED:
+        result = probe(["filter", model, "auto", *args, "--max-memory", "100%"])
+        error = (result["estimate"] - result["peak"]) / result["peak"]
+        print(f"| {model} | {' '.join(args)} | {result['plan'].split(': ', 1)[1].split(', est.')[0]} | "
+              f"{result['estimate'] / 1e6:.0f} | {result['peak'] / 1e6:.0f} | {error:+.1%} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="PP-MSVSR,PP-MSVSR-L,DeOldify,DeepRemaster,DAIN")
@@ -121,7 +136,12 @@ def main() -> None:
     ap.add_argument("--json", help="also write the measurements and fits here")
     ap.add_argument("--strips", action="store_true",
                     help="VSR models: also measure frames of 2 and 3 row strips (not fitted; 8 and 18 GB)")
+    ap.add_argument("--check", action="store_true", help="only compare estimates with measured peaks at the "
+                                                          "test sizes (through the filters)")
     args = ap.parse_args()
+    if args.check:
+        check()
+        return
     results = {}
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
         for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
