@@ -45,10 +45,10 @@ def plumbing(frames: int, width: int, height: int) -> None:
 
     engine.Engine = _StandInEngine
     core = vs.core
-    # vsmsvsr-enhance's frame cache (VapourSynth fills a larger cap with 44 MB frames, by design)
-    from vsmsvsr.pipeline import JOB_FRAME_CACHE_MB
+    # the frame cache vsmsvsr-enhance would set for this job
+    from vsmsvsr.pipeline import EnhanceSettings, job_frame_cache_mb
 
-    core.max_cache_size = JOB_FRAME_CACHE_MB
+    core.max_cache_size = job_frame_cache_mb(width, height, EnhanceSettings(process_order=("PPMSVSR",)))
     shot = core.resize.Bicubic(source(CITY)[:100], width, height)
     clip = core.std.Splice([shot] * (frames // 100 + 1))[:frames]
     out = Upscale(clip, tile=0, scene_change=False)

@@ -217,16 +217,19 @@ def test_the_steps_share_the_jobs_budget():
     clip = vs.core.std.BlankClip(format=vs.YUV420P8, width=320, height=180, length=30)
     settings = pipeline.EnhanceSettings(process_order=("DAIN", "DeOldify", "PPMSVSR"), max_memory="20GB")
     budgets = pipeline.step_budgets(clip, settings)
-    share = 20 * 10**9 - pipeline.JOB_FRAME_CACHE_RESERVE
-    assert vs.core.max_cache_size <= pipeline.JOB_FRAME_CACHE_MB
+    share = 20 * 10**9 - pipeline.JOB_FRAME_CACHE_MB * 2**20  # 1280x720 float frames: 8 fit in 512 MB
+    assert vs.core.max_cache_size == pipeline.JOB_FRAME_CACHE_MB
+    # 1280x720 -> 5120x2880: 8 float RGB frames are 1.4 GB
+    assert pipeline.job_frame_cache_mb(1280, 720, settings) == -(-8 * 12 * 5120 * 2880 // 2**20)
     assert budgets[:2] == [share, share]
     dain = msvsr_plan(clip, "DAIN", max_memory=share).estimate - PROCESS_BASE
     deoldify = msvsr_plan(clip, "DeOldify", max_memory=share).estimate - PROCESS_BASE
     assert budgets[2] == share - dain - deoldify
     # alone, Upscale has the whole share; two Upscales split it
     assert pipeline.step_budgets(clip, pipeline.EnhanceSettings(process_order=("PPMSVSR",), max_memory="20GB")) == [share]
-    two = pipeline.step_budgets(clip, pipeline.EnhanceSettings(process_order=("PPMSVSR", "PPMSVSR"), max_memory="20GB"))
-    assert two == [share // 2, share // 2]
+    twice = pipeline.EnhanceSettings(process_order=("PPMSVSR", "PPMSVSR"), max_memory="20GB")
+    rest = 20 * 10**9 - pipeline.job_frame_cache_mb(320, 180, twice) * 2**20  # 5120x2880 at the end
+    assert pipeline.step_budgets(clip, twice) == [rest // 2, rest // 2]
 
 
 def test_a_job_budget_too_small_stops_before_any_frame(with_audio, ppmsvsr_weights, tmp_path, caplog):
@@ -238,7 +241,7 @@ def test_a_job_budget_too_small_stops_before_any_frame(with_audio, ppmsvsr_weigh
     assert code == 2 and len(errors) == 1
     assert errors[0].startswith("vsmsvsr.enhance: max_memory 10 MB leaves nothing for the models"), errors[0]
     caplog.clear()
-    code = enhance_main([*args, "1.6GB"])  # more than the frame cache, less than Upscale needs
+    code = enhance_main([*args, "1.2GB"])  # more than the frame cache, less than Upscale needs
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert code == 1 and len(errors) == 1
     assert errors[0].startswith("vsmsvsr.Upscale: max_memory") and "is too small for PP-MSVSR" in errors[0]

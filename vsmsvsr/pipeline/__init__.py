@@ -25,10 +25,11 @@ from vsmsvsr.pipeline.encode import (CONTAINERS, DEFAULT_CRF, ENCODERS, MAX_BITS
 from vsmsvsr.pipeline.errors import FUNC, EncodeError, EnhanceError
 from vsmsvsr.pipeline.job import default_output_path, enhance
 from vsmsvsr.pipeline.source import delivery_clip, open_source
-from vsmsvsr.pipeline.steps import (JOB_FRAME_CACHE_MB, JOB_FRAME_CACHE_RESERVE, STEPS, EnhanceSettings, Step,
-                                    apply_steps, resolve_weights, step_budgets)
+from vsmsvsr.pipeline.steps import (JOB_CACHED_FRAMES, JOB_FRAME_CACHE_MB, STEPS, EnhanceSettings, Step,
+                                    apply_steps, job_frame_cache_mb, resolve_weights,
+                                    step_budgets)
 
 __all__ = ["STEPS", "ENCODERS", "PRESETS", "CONTAINERS", "DEFAULT_CRF", "MAX_BITS", "FUNC", "Step", "EnhanceError",
            "EncodeError", "EnhanceSettings", "EncodeSettings", "VideoTags", "enhance", "default_output_path",
            "resolve_weights", "open_source", "apply_steps", "delivery_clip", "encode", "step_budgets",
-           "JOB_FRAME_CACHE_MB", "JOB_FRAME_CACHE_RESERVE"]
+           "JOB_FRAME_CACHE_MB", "JOB_CACHED_FRAMES", "job_frame_cache_mb"]

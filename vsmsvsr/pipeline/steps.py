@@ -288,18 +288,28 @@ def apply_steps(clip: "vs.VideoNode", settings: EnhanceSettings,
     return clip
 
 
-#: VapourSynth's frame cache in an enhance job (MB): frames are requested in order, so a small
-#: cache serves them. With large frames VapourSynth holds more than its cap (measured here: up to
-#: ~3x with 44 MB frames), so the job sets aside :data:`JOB_FRAME_CACHE_RESERVE` bytes for it.
-JOB_FRAME_CACHE_MB = 256
-JOB_FRAME_CACHE_RESERVE = 4 * JOB_FRAME_CACHE_MB * 2**20
+#: VapourSynth's frame cache in an enhance job: frames are requested in order, so a small cache
+#: serves them; at least this many MB, and room for :data:`JOB_CACHED_FRAMES` of the largest frame
+#: of the graph (a float RGB frame after Upscale: 177 MB at 5120x2880; with less, VapourSynth
+#: reports "Memory usage still over the limit, flushing pipeline").
+JOB_FRAME_CACHE_MB = 512
+JOB_CACHED_FRAMES = 8
+
+
+def job_frame_cache_mb(width: int, height: int, settings: "EnhanceSettings") -> int:
+    """The frame cache (MB) of a job on ``width`` x ``height`` frames (see :data:`JOB_FRAME_CACHE_MB`)."""
+    for name in settings.process_order:
+        if STEPS[name].tiles:
+            width, height = width * 4, height * 4
+    return max(JOB_FRAME_CACHE_MB, -(-JOB_CACHED_FRAMES * 12 * width * height // 2**20))
 
 
 def step_budgets(clip: "vs.VideoNode", settings: EnhanceSettings) -> list[int]:
     """The ``max_memory`` (bytes) of every step of ``settings.process_order`` on ``clip``.
 
     The job's budget (``settings.max_memory``, resolved once against the memory of the device the
-    first step runs on) less VapourSynth's frame cache (:data:`JOB_FRAME_CACHE_RESERVE`) is shared by
+    first step runs on) less VapourSynth's frame cache (:func:`job_frame_cache_mb`, which the job
+    sets as ``core.max_cache_size``) is shared by
     models that are all alive in one process and may run at the same time: a step that cannot
     tile (DAIN, DeOldify, DeepRemaster) is given the whole share and must fit it; the steps that
     tile (Upscale) split what the others leave, each of them counted once without the process's
@@ -311,16 +321,17 @@ def step_budgets(clip: "vs.VideoNode", settings: EnhanceSettings) -> list[int]:
     from vsmsvsr.engine.memory import PROCESS_BASE, budget_for, format_bytes
     from vsmsvsr.filters import plan
 
-    vs.core.max_cache_size = min(vs.core.max_cache_size, JOB_FRAME_CACHE_MB)
+    cache = job_frame_cache_mb(clip.width, clip.height, settings)
+    vs.core.max_cache_size = cache
     try:
         config = choose_backend("auto", settings.device, precision=settings.precision).usable[0]
     except (TypeError, ValueError) as exc:
         raise EnhanceError(f"{FUNC}: {exc}") from None
     total, source = budget_for(settings.max_memory, FUNC, config.runs_on, getattr(config, "device_id", 0))
-    share = total - JOB_FRAME_CACHE_RESERVE
+    share = total - cache * 2**20
     if share <= PROCESS_BASE:
         raise EnhanceError(f"{FUNC}: max_memory {format_bytes(total)} leaves nothing for the models beside "
-                           f"VapourSynth's frame cache ({format_bytes(JOB_FRAME_CACHE_RESERVE)}); give more "
+                           f"VapourSynth's frame cache ({format_bytes(cache * 2**20)}); give more "
                            "(e.g. --max_memory 8GB)")
     fixed, tiling = 0, 0
     width, height = clip.width, clip.height
@@ -336,7 +347,7 @@ def step_budgets(clip: "vs.VideoNode", settings: EnhanceSettings) -> list[int]:
     budgets = [rest if STEPS[name].tiles else share for name in settings.process_order]
     others = f", {format_bytes(fixed)} for the other models" if fixed else ""
     log.info("%s: memory budget %s (%s): %s for VapourSynth's frame cache%s%s", FUNC, format_bytes(total), source,
-             format_bytes(JOB_FRAME_CACHE_RESERVE), others,
+             format_bytes(cache * 2**20), others,
              f", {format_bytes(rest)} for {'each ' if tiling > 1 else ''}Upscale" if tiling else "")
     return budgets
 
