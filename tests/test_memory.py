@@ -79,13 +79,17 @@ def test_whole_frames_when_they_fit():
     assert "whole frames" in plan.describe()
 
 
-def test_largest_tile_that_fits_is_chosen_and_deterministic():
+def test_the_fitting_tile_that_computes_least_is_chosen_and_deterministic():
     budget = 1000 + 10 * 400 * 400 + 500
     plan = _plan(budget)
     assert plan.fits and 0 < plan.tile <= 400
-    # no larger candidate fits
-    assert all(1000 + 10 * min(s, 720) * min(s, 1280) + 500 > budget for s in tile_candidates(720, 1280, 16, 64)
-               if s > plan.tile)
+
+    def work(size):
+        th, tw = min(size, 720), min(size, 1280)
+        return len(tile_starts(720, th, 16)) * len(tile_starts(1280, tw, 16)) * th * tw
+
+    fitting = [s for s in tile_candidates(720, 1280, 16, 64) if 1000 + 10 * min(s, 720) * min(s, 1280) + 500 <= budget]
+    assert plan.tile in fitting and work(plan.tile) == min(map(work, fitting))
     assert _plan(budget) == plan
     assert plan.tiles_x == len(tile_starts(1280, plan.tile, 16)) and plan.tiles_y == len(tile_starts(720, plan.tile, 16))
     line = plan.describe()
@@ -106,3 +110,11 @@ def test_an_explicit_tile_is_estimated_not_changed():
     plan = _plan(100, tile=256)
     assert plan.tile == 256 and not plan.fits
     assert _plan(10**12, tile=0).tile == 0
+
+
+def test_an_uneven_large_tile_loses_to_a_cheaper_smaller_one():
+    # 720x404 with 368-pixel tiles: 2x2 tiles, 404 rows computed as 736; 210-pixel tiles do less work
+    cost = lambda th, tw, tiled: th * tw  # noqa: E731 - any size up to 368x368 fits
+    plan = plan_tiles(cost, label="M", width=720, height=404, frames=18, budget=368 * 368, budget_source="test",
+                      backend="openvino", tile_overlap=16, min_tile=64, min_size=64)
+    assert plan.tile != 368 and plan.tiles_x * plan.tiles_y * plan.tile ** 2 < 4 * 368 * 368

@@ -247,14 +247,15 @@ def tile_candidates(height: int, width: int, overlap: int, min_tile: int) -> lis
 def plan_tiles(cost: Callable[[int, int, bool], int], *, label: str, width: int, height: int, frames: int,
                budget: int, budget_source: str, backend: str, tile_overlap: int, min_tile: int,
                min_size: int, tile: int | None = None) -> MemoryPlan:
-    """The largest spatial tiling of a ``width`` x ``height`` clip whose estimate fits ``budget``.
+    """The cheapest spatial tiling of a ``width`` x ``height`` clip whose estimate fits ``budget``.
 
     ``cost(tile_height, tile_width, tiled)`` is the estimated peak bytes with tiles of that network
     size (``tiled=False``: whole frames). Frames smaller than ``min_size`` are padded to it (as
     :func:`vsmsvsr.engine.run_window` does). ``tile``: an explicit choice (``0`` = whole frames) that
-    is only estimated, not changed. Without one, whole frames are chosen if they fit, else the
-    largest candidate tile (:func:`tile_candidates`) that fits; if none does, the plan holds the
-    smallest tile and ``fits`` is False (the caller raises).
+    is only estimated, not changed. Without one, whole frames are chosen if they fit, else among
+    the candidate tiles (:func:`tile_candidates`) that fit, the one that computes the fewest pixels
+    (tiles x tile area; ties: the larger tile); if none fits, the plan holds the smallest tile and
+    ``fits`` is False (the caller raises).
     """
     ph, pw = max(height, min_size), max(width, min_size)
 
@@ -272,12 +273,12 @@ def plan_tiles(cost: Callable[[int, int, bool], int], *, label: str, width: int,
     whole = plan(0)
     if whole.fits:
         return whole
-    last = whole
-    for size in tile_candidates(ph, pw, tile_overlap, min_tile):
-        last = plan(size)
-        if last.fits:
-            return last
-    return last
+    fitting = [p for p in map(plan, tile_candidates(ph, pw, tile_overlap, min_tile)) if p.fits]
+    if not fitting:
+        return plan(min_tile)
+    # The least work: square tiles cut a frame's sides unevenly (368-pixel tiles of a 404-pixel side
+    # overlap by 332), so the largest tile that fits is not always the cheapest.
+    return min(fitting, key=lambda p: (p.tiles_x * p.tiles_y * p.tile_width * p.tile_height, -p.tile))
 
 
 def budget_for(max_memory: Any, who: str, runs_on: str | None, device_id: int = 0) -> tuple[int, str]:
