@@ -171,3 +171,18 @@ def test_an_explicit_budget_is_honoured_where_the_default_would_exceed_it():
     assert tiled["peak"] <= budget * 1.10, (f"{tiled['plan']}: peak {format_bytes(tiled['peak'])} > "
                                             f"budget {format_bytes(budget)} + 10%")
     assert whole["peak"] > budget * 1.10  # the untiled run would not have fitted
+
+
+def test_a_model_without_a_memory_model_needs_an_explicit_tile(city, monkeypatch):
+    from types import MappingProxyType
+
+    import vsmsvsr.models as models
+
+    bare = models.ModelSpec("BARE-MSVSR", "vsr", "vsmsvsr.models.msvsr:MSVSR", {}, weights="PP-MSVSR",
+                            container={"generator": ""})
+    monkeypatch.setattr(models, "MODEL_SPECS", MappingProxyType({**models.MODEL_SPECS, bare.name: bare}))
+    _no_model(monkeypatch)
+    with pytest.raises(ValueError, match=r"^vsmsvsr\.Upscale: BARE-MSVSR has no memory model .*give tile="):
+        msvsr.Upscale(city, model="BARE-MSVSR")
+    with pytest.raises(AssertionError, match="a model was loaded"):  # with tile=, it goes on to load
+        msvsr.Upscale(city, model="BARE-MSVSR", tile=0)

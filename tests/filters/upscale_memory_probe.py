@@ -22,6 +22,7 @@ TINY = models.ModelSpec(
     "TINY-MSVSR", "vsr", "vsmsvsr.models.msvsr:MSVSR",
     dict(mid_channels=8, num_init_blocks=1, num_blocks=1, num_reconstruction_blocks=1, deform_groups=1),
     weights="PP-MSVSR", container={"generator": ""},
+    memory=models.MODEL_SPECS["PP-MSVSR"].memory,  # generous for a tiny model: whole frames still fit
 )
 
 

@@ -77,12 +77,16 @@ def family(backend_name: str) -> str:
     return _FAMILY.get(backend_name, "dygraph")
 
 
-def memory_model(table: Any, backend_name: str) -> MemoryModel:
+def memory_model(table: Any, backend_name: str, label: str = "this model") -> MemoryModel:
     """The :class:`MemoryModel` of ``table`` (``{family: MemoryModel}``) for ``backend_name``.
 
     GPU backends have no calibration of their own yet (no GPU was at hand to measure): they use
-    the dygraph figures, which keep the most of the CPU families.
+    the dygraph figures, which keep the most of the CPU families. ``ValueError`` for a model with
+    no table (a ``ModelSpec`` without ``memory=``): nothing can be planned for it.
     """
+    if not table:
+        raise ValueError(f"{label} has no memory model (ModelSpec.memory, measured by bench/calibrate_memory.py): "
+                         "no memory plan can be made (Upscale: give tile= explicitly, 0 = whole frames)")
     fam = family(backend_name)
     if fam in table:
         return table[fam]

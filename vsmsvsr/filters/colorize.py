@@ -39,7 +39,7 @@ def _plan(width: int, height: int, model: str, render_factor: int, backend_name:
     from vsmsvsr.models import get_spec
 
     spec = get_spec(model)
-    net = memory_model(spec.memory, backend_name)
+    net = memory_model(spec.memory, backend_name, model)
     side = spec.load_adapter().render_base * render_factor
     # the network's square, and a few frames of the clip in float (luma, colour, recombination)
     return plan_tiles(lambda th, tw, tiled: net.estimate(1, side, side) + 8 * 12 * width * height, label=model,
@@ -131,7 +131,8 @@ def Colorize(
     from vsmsvsr.models import load_model
 
     choice, budget = backend_and_budget(backend, device, fp16, precision, max_memory, FUNC)
-    memory = _plan(clip.width, clip.height, model, render_factor, choice.usable[0].name, budget)
+    with named_errors(FUNC):
+        memory = _plan(clip.width, clip.height, model, render_factor, choice.usable[0].name, budget)
     require_fit(memory, FUNC, f"Give more max_memory, or a smaller render_factor (now {render_factor}: a "
                               f"{16 * render_factor}-pixel square).")
     with named_errors(FUNC):

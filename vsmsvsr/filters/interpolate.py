@@ -129,7 +129,7 @@ def _plan(width: int, height: int, model: str, backend_name: str, budget: tuple[
     from vsmsvsr.models import get_spec
 
     spec = get_spec(model)
-    net = memory_model(spec.memory, backend_name)
+    net = memory_model(spec.memory, backend_name, model)
     ph, pw = spec.load_adapter().network_size(width, height)
     # the network on a pair, and the cached results and frames in flight at the clip's size
     cost = net.estimate(2, ph, pw) + (CACHE_PAIRS + 4) * 12 * width * height
@@ -279,8 +279,9 @@ def Interpolate(
     from vsmsvsr.models import load_model
 
     choice, budget = backend_and_budget(backend, device, fp16, precision, max_memory, FUNC)
-    require_fit(_plan(clip.width, clip.height, model, choice.usable[0].name, budget), FUNC,
-                "Give more max_memory, or interpolate a downscaled clip.")
+    with named_errors(FUNC):
+        memory = _plan(clip.width, clip.height, model, choice.usable[0].name, budget)
+    require_fit(memory, FUNC, "Give more max_memory, or interpolate a downscaled clip.")
     with named_errors(FUNC):
         net = load_model(model, weights, device=choice.load_device)
         official = _official_program(program, weights, choice, spec)

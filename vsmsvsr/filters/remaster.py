@@ -129,7 +129,7 @@ def _plan(width: int, height: int, num_frames: int, colorize: bool, mindim: int,
     from vsmsvsr.models import get_spec
 
     spec = get_spec("DeepRemaster")
-    net = memory_model(spec.memory, backend_name)
+    net = memory_model(spec.memory, backend_name, "DeepRemaster")
     pw, ph = spec.load_adapter().processing_size(width, height, mindim)
     frames = min(window + 2 * overlap, max(num_frames, 1))
     planes = 4 if colorize else 1
@@ -171,8 +171,9 @@ def remaster(clip: vs.VideoNode, *, references: References = None, colorize: boo
     from vsmsvsr.models import get_spec, load_model
 
     choice, budget = backend_and_budget(backend, device, fp16, precision, max_memory, func)
-    memory = _plan(clip.width, clip.height, clip.num_frames, colorize, mindim, window, overlap, choice.usable[0].name,
-                   budget)
+    with named_errors(func):
+        memory = _plan(clip.width, clip.height, clip.num_frames, colorize, mindim, window, overlap,
+                       choice.usable[0].name, budget)
     require_fit(memory, func, f"Give more max_memory, or a smaller mindim (now {mindim}) or window/overlap "
                               f"(now {window}/{overlap}).")
     with named_errors(func):

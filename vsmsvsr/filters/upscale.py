@@ -50,7 +50,7 @@ def _plan(width: int, height: int, num_frames: int, model: str, window: int, ove
     from vsmsvsr.engine.memory import memory_model, plan_tiles
     from vsmsvsr.models import get_spec
 
-    net = memory_model(get_spec(model).memory, backend_name)
+    net = memory_model(get_spec(model).memory, backend_name, model)
     frames = min(window + 2 * overlap, max(num_frames, 1))
     ph, pw = max(height, MIN_SIZE), max(width, MIN_SIZE)
     out_frame = _RGBS * SCALE * SCALE * ph * pw  # one output frame, float32 RGB
@@ -168,18 +168,26 @@ def Upscale(
     from vsmsvsr.engine import Engine, run_window
     from vsmsvsr.filters.planning import backend_and_budget, require_fit
 
+    from vsmsvsr.models import get_spec
+
     choice, budget = backend_and_budget(backend, device, False, precision, max_memory, FUNC)
-    memory = _plan(clip.width, clip.height, clip.num_frames, model, window, overlap, choice.usable[0].name, budget,
-                   tile, tile_overlap)
-    if tile is not None and not memory.fits:  # the user's own choice: said, not refused
-        log.warning("%s: tile=%d exceeds the memory budget: %s", FUNC, tile, memory.describe())
+    if tile is not None and not get_spec(model).memory:  # nothing to plan, and nothing needed
+        log.info("%s: %s has no memory model; tile=%d as given", FUNC, model, tile)
+        chosen = tile
     else:
-        require_fit(memory, FUNC, f"Give more max_memory, or a shorter window/overlap (now {window}/{overlap}: "
-                                  f"{memory.frames} frames per window).")
+        with named_errors(FUNC):
+            memory = _plan(clip.width, clip.height, clip.num_frames, model, window, overlap, choice.usable[0].name,
+                           budget, tile, tile_overlap)
+        if tile is not None and not memory.fits:  # the user's own choice: said, not refused
+            log.warning("%s: tile=%d exceeds the memory budget: %s", FUNC, tile, memory.describe())
+        else:
+            require_fit(memory, FUNC, f"Give more max_memory, or a shorter window/overlap (now {window}/{overlap}: "
+                                      f"{memory.frames} frames per window).")
+        chosen = memory.tile
 
     with named_errors(FUNC):
         engine = Engine(model, weights, backend=backend, device=device, precision=precision)
-    runner = functools.partial(run_window, engine, scale=SCALE, tile=memory.tile, tile_overlap=tile_overlap)
+    runner = functools.partial(run_window, engine, scale=SCALE, tile=chosen, tile_overlap=tile_overlap)
 
     # --- graph: work clip -> windows -> back to the input's format ---
     # Colour tags are read from each frame as it is rendered: building the graph renders nothing.
