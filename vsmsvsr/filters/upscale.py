@@ -45,7 +45,7 @@ def _check_tiles(tile: Any, tile_overlap: Any, func: str) -> None:
 def _plan(width: int, height: int, num_frames: int, model: str, window: int, overlap: int, backend_name: str,
           budget: tuple[int, str], tile: int | None, tile_overlap: int) -> "MemoryPlan":
     """The memory plan of an Upscale whose arguments are already checked (``window``/``overlap``
-    clamped to the clip): whole frames or the largest square tile that fits ``budget``."""
+    clamped to the clip): whole frames, or the square tile that fits ``budget`` with the least work."""
     from vsmsvsr.engine import MIN_SIZE
     from vsmsvsr.engine.memory import memory_model, plan_tiles
     from vsmsvsr.models import get_spec
@@ -133,7 +133,7 @@ def Upscale(
             ``"bf16"`` (OpenVINO on a CPU with bf16/AMX: 2.7-4x faster, rel-L2 ~4e-3, a few dB
             of PSNR against fp32: see the README) or ``"fp16"`` (GPU backends).
         tile: ``None`` (default) = chosen from ``max_memory``: whole frames when they fit, else the
-            largest square tile that does (see :func:`vsmsvsr.plan`); ``0`` = whole frames; else
+            square tile that fits with the least work (see :func:`vsmsvsr.plan`); ``0`` = whole frames; else
             the tile size in input pixels (>= 64). Every tile runs through the whole window, so
             tiling never changes the temporal grid.
         tile_overlap: overlap of neighbouring tiles in input pixels; the seams are cross-faded.
