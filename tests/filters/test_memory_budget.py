@@ -65,13 +65,8 @@ def test_a_planned_upscale_equals_an_explicit_tile_bit_for_bit(city, weights, ca
     assert plan.describe() in caplog.text
     assert f"tiles {plan.tiles_x}×{plan.tiles_y} of {plan.tile}×{plan.tile}" in caplog.text
     explicit = msvsr.Upscale(city, weights=weights, window=3, overlap=0, tile=plan.tile, scene_change=False)
-    whole = msvsr.Upscale(city, weights=weights, window=3, overlap=0, tile=0, scene_change=False)
-    a, b, c = _planes(planned), _planes(explicit), _planes(whole)
-    assert all(np.array_equal(x, y) for fa, fb in zip(a, b) for x, y in zip(fa, fb))
-    # tiles are cross-faded, not a different picture: close to whole frames, yet really tiled
-    assert any(not np.array_equal(x, y) for fa, fc in zip(a, c) for x, y in zip(fa, fc))
-    diff = max(float(np.abs(x.astype(np.int16) - y).mean()) for fa, fc in zip(a, c) for x, y in zip(fa, fc))
-    assert diff < 2.0
+    a, b = _planes(planned), _planes(explicit)
+    assert len(a) == 3 and all(np.array_equal(x, y) for fa, fb in zip(a, b) for x, y in zip(fa, fb))
 
 
 def _no_model(monkeypatch):
