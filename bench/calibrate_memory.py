@@ -65,7 +65,7 @@ def measure(model: str, backend: str, checks: bool = False) -> list[tuple[int, i
         for factor in (12, 24):
             side = 16 * factor
             peak = probe(["filter", model, backend, "320", "180", "--frames", "2", "--render-factor", str(factor),
-                          "--max-memory", "100%"])["peak"]
+                          "--max-memory", "64GB"])["peak"]
             rows.append((1, side, side, peak))
     elif model == "DeepRemaster":
         from vsmsvsr.models.remaster import processing_size
@@ -73,14 +73,14 @@ def measure(model: str, backend: str, checks: bool = False) -> list[tuple[int, i
         for mindim in (128, 256):
             pw, ph = processing_size(320, 180, mindim)
             peak = probe(["filter", model, backend, "320", "180", "--frames", "7", "--mindim", str(mindim),
-                          "--max-memory", "100%"])["peak"]
+                          "--max-memory", "64GB"])["peak"]
             rows.append((7, ph, pw, peak))
     else:
         from vsmsvsr.models.dain import paddlegan_padding
 
         for w, h in ((160, 96), (320, 224)):
             ph, pw = h + sum(paddlegan_padding(h)), w + sum(paddlegan_padding(w))
-            peak = probe(["filter", model, backend, str(w), str(h), "--frames", "2", "--max-memory", "100%"])["peak"]
+            peak = probe(["filter", model, backend, str(w), str(h), "--frames", "2", "--max-memory", "64GB"])["peak"]
             rows.append((2, ph, pw, peak))
     return rows
 
@@ -123,7 +123,7 @@ def check() -> None:
     print("\n## Estimate vs measured peak RSS through the filters (backend auto)\n")
     print("| model | filter arguments | plan | estimate MB | peak MB | error |\n|---|---|---|---:|---:|---:|")
     for model, args in MEASURED:
-        result = probe(["filter", model, "auto", *args, "--max-memory", "100%"])
+        result = probe(["filter", model, "auto", *args, "--max-memory", "64GB"])
         error = (result["estimate"] - result["peak"]) / result["peak"]
         print(f"| {model} | {' '.join(args)} | {result['plan'].split(': ', 1)[1].split(', est.')[0]} | "
               f"{result['estimate'] / 1e6:.0f} | {result['peak'] / 1e6:.0f} | {error:+.1%} |", flush=True)
