@@ -225,6 +225,11 @@ def test_the_steps_share_the_jobs_budget():
     dain = msvsr_plan(clip, "DAIN", max_memory=share).estimate - PROCESS_BASE
     deoldify = msvsr_plan(clip, "DeOldify", max_memory=share).estimate - PROCESS_BASE
     assert budgets[2] == share - dain - deoldify
+    # a budget the other models already fill is refused, naming what takes it
+    with pytest.raises(pipeline.EnhanceError, match=r"^vsmsvsr\.enhance: max_memory 3\.0 GB \(max_memory\) leaves "
+                                                    r"nothing for Upscale: .* DAIN .*, DeOldify .*; give more"):
+        pipeline.step_budgets(clip, pipeline.EnhanceSettings(process_order=("DAIN", "DeOldify", "PPMSVSR"),
+                                                             max_memory="3GB"))
     # alone, Upscale has the whole share; two Upscales split it
     assert pipeline.step_budgets(clip, pipeline.EnhanceSettings(process_order=("PPMSVSR",), max_memory="20GB")) == [share]
     twice = pipeline.EnhanceSettings(process_order=("PPMSVSR", "PPMSVSR"), max_memory="20GB")

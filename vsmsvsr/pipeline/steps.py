@@ -333,7 +333,7 @@ def step_budgets(clip: "vs.VideoNode", settings: EnhanceSettings) -> list[int]:
         raise EnhanceError(f"{FUNC}: max_memory {format_bytes(total)} leaves nothing for the models beside "
                            f"VapourSynth's frame cache ({format_bytes(cache * 2**20)}); give more "
                            "(e.g. --max_memory 8GB)")
-    fixed, tiling = 0, 0
+    fixed, tiling, needs = 0, 0, []
     width, height = clip.width, clip.height
     for name in settings.process_order:
         if STEPS[name].tiles:
@@ -342,8 +342,16 @@ def step_budgets(clip: "vs.VideoNode", settings: EnhanceSettings) -> list[int]:
         else:
             model, options = _plan_options(name, settings)
             probe = vs.core.std.BlankClip(clip, width=width, height=height, keep=True)
-            fixed += max(plan(probe, model, max_memory=share, **options).estimate - PROCESS_BASE, 0)
-    rest = max((share - fixed) // max(tiling, 1), 1)
+            need = max(plan(probe, model, max_memory=share, **options).estimate - PROCESS_BASE, 0)
+            fixed += need
+            needs.append(f"{name} {format_bytes(need)}")
+    rest = (share - fixed) // max(tiling, 1)
+    if tiling and rest <= PROCESS_BASE:
+        raise EnhanceError(f"{FUNC}: max_memory {format_bytes(total)} ({source}) leaves nothing for Upscale: "
+                           f"VapourSynth's frame cache takes {format_bytes(cache * 2**20)} and the other models an "
+                           f"estimated {', '.join(needs)}; give more (at least about "
+                           f"{format_bytes(total - rest * tiling + tiling * 2 * 10**9)}) or a smaller render_factor / "
+                           "mindim")
     budgets = [rest if STEPS[name].tiles else share for name in settings.process_order]
     others = f", {format_bytes(fixed)} for the other models" if fixed else ""
     log.info("%s: memory budget %s (%s): %s for VapourSynth's frame cache%s%s", FUNC, format_bytes(total), source,
