@@ -4,8 +4,8 @@ that fits it.
 A model's cost is a :class:`MemoryModel` (declared in its :class:`vsmsvsr.models.ModelSpec` per
 backend family, calibrated by ``bench/calibrate_memory.py``): peak resident bytes of the process
 while it runs one call on ``frames`` frames of ``height`` x ``width`` network pixels. A filter
-adds its own buffers (window cache, tile accumulators) and :func:`plan_tiles` picks the largest
-spatial tile whose estimate fits the budget. The choice depends only on its arguments (clip
+adds its own buffers (window cache, tile accumulators) and :func:`plan_tiles` picks the spatial
+tiling that fits the budget with the least work. The choice depends only on its arguments (clip
 size, model, backend family, budget...), never on the machine it runs on, so two machines given
 the same explicit budget cut the same tiles and compute the same frames.
 
@@ -24,8 +24,8 @@ from typing import Any, Callable
 #: rest is for VapourSynth's frame cache, the encoder and the other processes of the machine.
 DEFAULT_SHARE = 0.6
 
-#: Peak RSS of a process that has imported VapourSynth, Paddle and OpenVINO and run nothing (bytes,
-#: measured by ``bench/calibrate_memory.py``): part of every model's ``base``, counted once when
+#: Peak RSS of a process that has imported VapourSynth, Paddle and OpenVINO and run nothing (bytes;
+#: 445 MB measured with ``python -m tests.memory_probe empty``): part of every model's ``base``, counted once when
 #: several models share a process (:func:`vsmsvsr.pipeline.step_budgets`).
 PROCESS_BASE = 450_000_000
 
