@@ -96,6 +96,24 @@ def test_a_budget_too_small_fails_before_any_model_is_loaded(city, weights, monk
     assert "256×144" in message and "an estimated" in message and hint in message
 
 
+@pytest.mark.parametrize("call", [
+    lambda c, w: msvsr.Upscale(c, weights=w),
+    lambda c, w: msvsr.Colorize(c),
+    lambda c, w: msvsr.Remaster(c, colorize=True),
+    lambda c, w: msvsr.Interpolate(c, factor=2),
+])
+def test_the_default_budget_on_a_busy_machine_warns_and_goes_on(city, weights, monkeypatch, caplog, call):
+    """No max_memory: the budget is a share of what is free now; too little of it is a warning (the
+    filter goes on to load its model), never a refusal the user did not ask for."""
+    import vsmsvsr.engine.memory as memory
+
+    monkeypatch.setattr(memory, "available_cpu_memory", lambda: 100 * 10**6)
+    _no_model(monkeypatch)
+    with caplog.at_level(logging.WARNING, logger="vsmsvsr"), pytest.raises(AssertionError, match="a model was loaded"):
+        call(city, weights)
+    assert "may be too small" in caplog.text and "set max_memory to make this an error" in caplog.text
+
+
 @pytest.mark.parametrize("value, error, match", [
     ("lots", ValueError, "max_memory must be bytes, a size such as '8GB'"),
     (1.5, TypeError, "max_memory must be bytes"),

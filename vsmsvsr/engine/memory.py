@@ -143,6 +143,25 @@ def available_gpu_memory(device_id: int) -> int:
     return int(cuda.get_device_properties(device_id).total_memory * 0.9)
 
 
+class Budget(int):
+    """Bytes, with where they came from (``source``) and whether a user set them (``explicit``):
+    what a caller that shares out a budget (the enhance job) hands each filter as ``max_memory``.
+    A filter refuses to start over an explicit budget and only warns over a default one."""
+
+    source: str
+    explicit: bool
+
+    def __new__(cls, value: int, source: str, explicit: bool) -> "Budget":
+        budget = super().__new__(cls, value)
+        budget.source, budget.explicit = source, explicit
+        return budget
+
+
+def is_explicit(max_memory: Any) -> bool:
+    """Whether a ``max_memory`` argument is a limit the user set (not ``None``, not a default share)."""
+    return max_memory is not None and getattr(max_memory, "explicit", True)
+
+
 def resolve_budget(max_memory: Any, who: str, available: Callable[[], int]) -> tuple[int, str]:
     """``(bytes, how)`` from a ``max_memory`` argument.
 
@@ -157,6 +176,8 @@ def resolve_budget(max_memory: Any, who: str, available: Callable[[], int]) -> t
         return int(available() * DEFAULT_SHARE), f"default: {DEFAULT_SHARE:.0%} of available memory"
     if isinstance(max_memory, bool) or not isinstance(max_memory, (int, str)):
         raise TypeError(f"{what}, got {type(max_memory).__name__}")
+    if isinstance(max_memory, Budget) and max_memory > 0:
+        return int(max_memory), max_memory.source
     if isinstance(max_memory, int):
         if max_memory <= 0:
             raise ValueError(f"{what}, got {max_memory}")

@@ -127,6 +127,7 @@ def Colorize(
         scenecut.validate_criterion(sc_threshold, scenecut.DEFAULT_RATIO, FUNC)
 
     from vsmsvsr.engine import LayerRunner
+    from vsmsvsr.engine.memory import is_explicit
     from vsmsvsr.filters.planning import backend_and_budget, require_fit
     from vsmsvsr.models import load_model
 
@@ -134,7 +135,7 @@ def Colorize(
     with named_errors(FUNC):
         memory = _plan(clip.width, clip.height, model, render_factor, choice.usable[0].name, budget)
     require_fit(memory, FUNC, f"Give more max_memory, or a smaller render_factor (now {render_factor}: a "
-                              f"{16 * render_factor}-pixel square).")
+                              f"{16 * render_factor}-pixel square).", is_explicit(max_memory))
     with named_errors(FUNC):
         net = load_model(model, weights, device=choice.load_device)
     run = LayerRunner(net, choice, label=model)

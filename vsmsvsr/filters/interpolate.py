@@ -275,13 +275,14 @@ def Interpolate(
     flags = scene_cut_clip(clip, mode, threshold=sc_threshold, func=FUNC)
 
     from vsmsvsr.engine import LayerRunner
+    from vsmsvsr.engine.memory import is_explicit
     from vsmsvsr.filters.planning import backend_and_budget, require_fit
     from vsmsvsr.models import load_model
 
     choice, budget = backend_and_budget(backend, device, fp16, precision, max_memory, FUNC)
     with named_errors(FUNC):
         memory = _plan(clip.width, clip.height, model, choice.usable[0].name, budget)
-    require_fit(memory, FUNC, "Give more max_memory, or interpolate a downscaled clip.")
+    require_fit(memory, FUNC, "Give more max_memory, or interpolate a downscaled clip.", is_explicit(max_memory))
     with named_errors(FUNC):
         net = load_model(model, weights, device=choice.load_device)
         official = _official_program(program, weights, choice, spec)

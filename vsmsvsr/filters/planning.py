@@ -33,13 +33,20 @@ def backend_and_budget(backend: Any, device: Any, fp16: bool, precision: str | N
     return choice, budget_for(max_memory, func, config.runs_on, getattr(config, "device_id", 0))
 
 
-def require_fit(memory: "MemoryPlan", func: str, hint: str) -> None:
-    """Log a plan that fits in one line; raise the too-small error (naming ``func``) otherwise."""
+def require_fit(memory: "MemoryPlan", func: str, hint: str, explicit: bool) -> None:
+    """Log a plan that fits in one line. One that does not: with an ``explicit`` ``max_memory``
+    the too-small error (naming ``func``); with the default budget (a share of what happens to be
+    free now) a warning, and the filter goes on with the plan (the smallest tile): the user set
+    no limit, and a busy moment or a conservative estimate must not refuse a job that may fit."""
     from vsmsvsr.engine.memory import too_small
 
-    if not memory.fits:
+    if memory.fits:
+        log.info("%s: %s", func, memory.describe())
+    elif explicit:
         raise too_small(memory, func, hint)
-    log.info("%s: %s", func, memory.describe())
+    else:
+        log.warning("%s: %s", func, str(too_small(memory, func, hint)).split(": ", 1)[1].replace(
+            "is too small", "may be too small") + " Going on; set max_memory to make this an error.")
 
 
 def plan(clip: vs.VideoNode, model: str = "PP-MSVSR", *, device: str | None = None, fp16: bool = False,

@@ -167,6 +167,7 @@ def remaster(clip: vs.VideoNode, *, references: References = None, colorize: boo
     spans = span_clip(clip, window, overlap, mode, threshold=sc_threshold, func=func)
 
     from vsmsvsr.engine import LayerRunner
+    from vsmsvsr.engine.memory import is_explicit
     from vsmsvsr.filters.planning import backend_and_budget, require_fit
     from vsmsvsr.models import get_spec, load_model
 
@@ -175,7 +176,7 @@ def remaster(clip: vs.VideoNode, *, references: References = None, colorize: boo
         memory = _plan(clip.width, clip.height, clip.num_frames, colorize, mindim, window, overlap,
                        choice.usable[0].name, budget)
     require_fit(memory, func, f"Give more max_memory, or a smaller mindim (now {mindim}) or window/overlap "
-                              f"(now {window}/{overlap}).")
+                              f"(now {window}/{overlap}).", is_explicit(max_memory))
     with named_errors(func):
         model = load_model("DeepRemaster", weights, device=choice.load_device)
     restore = LayerRunner(model.restoration, choice, label="DeepRemaster-R")

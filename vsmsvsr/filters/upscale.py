@@ -166,6 +166,7 @@ def Upscale(
     spans = span_clip(clip, window, overlap, mode, threshold=sc_threshold, func=FUNC)
 
     from vsmsvsr.engine import Engine, run_window
+    from vsmsvsr.engine.memory import is_explicit
     from vsmsvsr.filters.planning import backend_and_budget, require_fit
 
     from vsmsvsr.models import get_spec
@@ -182,7 +183,7 @@ def Upscale(
             log.warning("%s: tile=%d exceeds the memory budget: %s", FUNC, tile, memory.describe())
         else:
             require_fit(memory, FUNC, f"Give more max_memory, or a shorter window/overlap (now {window}/{overlap}: "
-                                      f"{memory.frames} frames per window).")
+                                      f"{memory.frames} frames per window).", is_explicit(max_memory))
         chosen = memory.tile
 
     with named_errors(FUNC):

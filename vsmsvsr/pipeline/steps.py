@@ -313,12 +313,14 @@ def step_budgets(clip: "vs.VideoNode", settings: EnhanceSettings) -> list[int]:
     models that are all alive in one process and may run at the same time: a step that cannot
     tile (DAIN, DeOldify, DeepRemaster) is given the whole share and must fit it; the steps that
     tile (Upscale) split what the others leave, each of them counted once without the process's
-    own memory (:data:`vsmsvsr.engine.memory.PROCESS_BASE`).
+    own memory (:data:`vsmsvsr.engine.memory.PROCESS_BASE`). The budgets are
+    :class:`vsmsvsr.engine.memory.Budget` values: explicit when ``--max_memory`` was given (a step
+    that cannot fit is an error), a share of the default budget otherwise (a warning).
     """
     import vapoursynth as vs
 
     from vsmsvsr.engine import choose_backend
-    from vsmsvsr.engine.memory import PROCESS_BASE, budget_for, format_bytes
+    from vsmsvsr.engine.memory import PROCESS_BASE, Budget, budget_for, format_bytes
     from vsmsvsr.filters import plan
 
     cache = job_frame_cache_mb(clip.width, clip.height, settings)
@@ -328,8 +330,9 @@ def step_budgets(clip: "vs.VideoNode", settings: EnhanceSettings) -> list[int]:
     except (TypeError, ValueError) as exc:
         raise EnhanceError(f"{FUNC}: {exc}") from None
     total, source = budget_for(settings.max_memory, FUNC, config.runs_on, getattr(config, "device_id", 0))
+    explicit = settings.max_memory is not None
     share = total - cache * 2**20
-    if share <= PROCESS_BASE:
+    if share <= PROCESS_BASE and explicit:
         raise EnhanceError(f"{FUNC}: max_memory {format_bytes(total)} leaves nothing for the models beside "
                            f"VapourSynth's frame cache ({format_bytes(cache * 2**20)}); give more "
                            "(e.g. --max_memory 8GB)")
@@ -346,13 +349,16 @@ def step_budgets(clip: "vs.VideoNode", settings: EnhanceSettings) -> list[int]:
             fixed += need
             needs.append(f"{name} {format_bytes(need)}")
     rest = (share - fixed) // max(tiling, 1)
-    if tiling and rest <= PROCESS_BASE:
+    if tiling and rest <= PROCESS_BASE and explicit:
         raise EnhanceError(f"{FUNC}: max_memory {format_bytes(total)} ({source}) leaves nothing for Upscale: "
                            f"VapourSynth's frame cache takes {format_bytes(cache * 2**20)} and the other models an "
                            f"estimated {', '.join(needs)}; give more (at least about "
                            f"{format_bytes(total - rest * tiling + tiling * 2 * 10**9)}) or a smaller render_factor / "
                            "mindim")
-    budgets = [rest if STEPS[name].tiles else share for name in settings.process_order]
+    of_job = f"the job's {format_bytes(total)} ({source})"
+    budgets = [Budget(max(rest, 1), f"{of_job}: what the other models and the frame cache leave", explicit)
+               if STEPS[name].tiles else Budget(max(share, 1), f"{of_job} less the frame cache", explicit)
+               for name in settings.process_order]
     others = f", {format_bytes(fixed)} for the other models" if fixed else ""
     log.info("%s: memory budget %s (%s): %s for VapourSynth's frame cache%s%s", FUNC, format_bytes(total), source,
              format_bytes(cache * 2**20), others,
