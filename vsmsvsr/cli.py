@@ -22,6 +22,7 @@ import time
 from typing import Callable, Iterator, Sequence
 
 from vsmsvsr import weights
+from vsmsvsr.engine.backends import BACKEND_NAMES
 from vsmsvsr.engine.programs import human_size
 
 
@@ -189,6 +190,26 @@ def add_enhance_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--max_frames", type=int, default=None,
                    help="process only the first N input frames (the audio is cut to match; DAIN's output has more)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    j = parser.add_argument_group("long jobs: chunks, resume, Ray (vsmsvsr)")
+    j.add_argument("--backend", default="auto", choices=BACKEND_NAMES,
+                   help="backend of every model (default auto: the first that runs here)")
+    j.add_argument("--chunk_frames", type=int, default=None, metavar="N",
+                   help="output frames per chunk (default 10 Upscale windows, 100 frames with --num_frames 10; "
+                        "0: one pass). A job of several chunks keeps finished chunks in a hidden folder beside "
+                        "the output and resumes from them when run again")
+    j.add_argument("--resume", action="store_true", help="resume the unfinished job of this output (an error if none)")
+    j.add_argument("--restart", action="store_true", help="discard an unfinished job of this output and start over")
+    j.add_argument("--verify", type=int, default=0, metavar="N",
+                   help="recompute N frames here after the chunks are done and compare them with the chunks' hashes")
+    j.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="render the chunks as Ray tasks on the cluster at ADDRESS (HOST:PORT), or 'local' "
+                        "(a cluster of this machine); needs vsmsvsr[ray]")
+    j.add_argument("--ray_shared", action="store_true",
+                   help="the input, weights and output folder are at the same paths on every Ray node (default: "
+                        "they travel through Ray's object store)")
+    j.add_argument("--ray_cpus", type=float, default=1, metavar="N", help="CPUs per chunk task (default 1)")
+    j.add_argument("--ray_gpus", type=float, default=None, metavar="N",
+                   help="GPUs per chunk task (default 1 when the models run on a GPU, else 0)")
 
 
 def _enhance(args: argparse.Namespace) -> int:
@@ -201,7 +222,7 @@ def _enhance(args: argparse.Namespace) -> int:
             remove_duplicates=args.remove_duplicates, render_factor=args.render_factor,
             artistic=args.artistic, colorization=args.colorization, reference_dir=args.reference_dir,
             mindim=args.mindim, device="cpu" if args.cpu else None, max_frames=args.max_frames,
-            precision=args.precision,
+            precision=args.precision, backend=args.backend,
             max_memory=int(args.max_memory) if args.max_memory and args.max_memory.strip().isdigit() else args.max_memory,
             weights={name: getattr(args, step.weight_flag) for name, step in enhance.STEPS.items()},
         )
@@ -212,11 +233,14 @@ def _enhance(args: argparse.Namespace) -> int:
         encode_settings = enhance.EncodeSettings(encoder=args.encoder, crf=args.crf, preset=args.preset,
                                                  lossless=args.lossless, encoder_args=extra)
         output = args.output_file or enhance.default_output_path(args.input, args.output, settings)
+        chunks = enhance.ChunkOptions(chunk_frames=args.chunk_frames, resume=args.resume, restart=args.restart,
+                                      verify=args.verify, ray=args.ray, ray_shared=args.ray_shared,
+                                      ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus)
     except enhance.EnhanceError as exc:
         log.error("%s", exc)
         return 2
     try:
-        enhance.enhance(args.input, output, settings, encode_settings, progress=not args.quiet)
+        enhance.enhance(args.input, output, settings, encode_settings, progress=not args.quiet, chunks=chunks)
     except enhance.EnhanceError as exc:
         log.error("%s", exc)
         return 2

@@ -20,6 +20,7 @@ Ctrl-C removes every temporary file.
 """
 from __future__ import annotations
 
+from vsmsvsr.pipeline.chunks import ChunkOptions, chunk_table, default_chunk_frames, job_folder
 from vsmsvsr.pipeline.encode import (CONTAINERS, DEFAULT_CRF, ENCODERS, MAX_BITS, PRESETS, EncodeSettings, VideoTags,
                                      encode)
 from vsmsvsr.pipeline.errors import FUNC, EncodeError, EnhanceError
@@ -32,4 +33,5 @@ from vsmsvsr.pipeline.steps import (JOB_CACHED_FRAMES, JOB_FRAME_CACHE_MB, STEPS
 __all__ = ["STEPS", "ENCODERS", "PRESETS", "CONTAINERS", "DEFAULT_CRF", "MAX_BITS", "FUNC", "Step", "EnhanceError",
            "EncodeError", "EnhanceSettings", "EncodeSettings", "VideoTags", "enhance", "default_output_path",
            "resolve_weights", "open_source", "apply_steps", "delivery_clip", "encode", "step_budgets",
-           "JOB_FRAME_CACHE_MB", "JOB_CACHED_FRAMES", "job_frame_cache_mb"]
+           "JOB_FRAME_CACHE_MB", "JOB_CACHED_FRAMES", "job_frame_cache_mb", "ChunkOptions", "chunk_table",
+           "default_chunk_frames", "job_folder"]

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from vsmsvsr.pipeline.errors import FUNC, EncodeError, EnhanceError
 
@@ -353,4 +353,178 @@ def encode(
                 break
         raise
     video_tmp.unlink(missing_ok=True)
+    return output
+
+
+# --------------------------------------------------------------------------------------------
+# chunked jobs: segments and their join
+
+
+class FrameHasher:
+    """A writable stream for ``clip.output(..., y4m=True)`` that forwards every byte to ``sink``
+    and keeps the SHA-256 of each frame's raw pixels (the YUV4MPEG frame payload: the planes one
+    after another, rows without padding), so a chunk's frames can be checked without decoding.
+
+    ``frame_bytes``: the payload size of one frame (:func:`frame_bytes`).
+    """
+
+    def __init__(self, sink: Any, frame_bytes: int) -> None:
+        import hashlib
+
+        self._sink, self._size, self._new = sink, frame_bytes, hashlib.sha256
+        self._header_done = False
+        self._pending = bytearray()
+        self.hashes: list[str] = []
+
+    def write(self, data: bytes) -> int:
+        if self._sink is not None:
+            self._sink.write(data)
+        self._pending += data
+        if not self._header_done:
+            end = self._pending.find(b"\n")
+            if end < 0:
+                return len(data)
+            del self._pending[: end + 1]
+            self._header_done = True
+        record = 6 + self._size  # b"FRAME\n" + payload
+        while len(self._pending) >= record:
+            self.hashes.append(self._new(bytes(self._pending[6:record])).hexdigest())
+            del self._pending[:record]
+        return len(data)
+
+    def flush(self) -> None:
+        if self._sink is not None:
+            self._sink.flush()
+
+
+def frame_bytes(clip: "vs.VideoNode") -> int:
+    """Bytes of one frame's pixels, planes packed (as in YUV4MPEG)."""
+    fmt = clip.format
+    total = 0
+    for plane in range(fmt.num_planes):
+        w = clip.width >> (fmt.subsampling_w if plane else 0)
+        h = clip.height >> (fmt.subsampling_h if plane else 0)
+        total += w * h * fmt.bytes_per_sample
+    return total
+
+
+def frame_hash(frame: "vs.VideoFrame") -> str:
+    """SHA-256 of one rendered frame's pixels, the same bytes :class:`FrameHasher` hashes."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for plane in range(frame.format.num_planes):
+        digest.update(np.ascontiguousarray(np.asarray(frame[plane])).tobytes())
+    return digest.hexdigest()
+
+
+def encode_segment(
+    clip: "vs.VideoNode",
+    path: str | os.PathLike,
+    settings: EncodeSettings = EncodeSettings(),
+    *,
+    progress_update: "Callable[[int, int], None] | None" = None,
+) -> list[str]:
+    """Encode ``clip`` (a chunk of a job's output, integer YUV/GRAY) alone into Matroska at ``path``:
+    video only, the encoder and settings of a single pass, so the segment starts with a key frame
+    and refers to no frame outside it (a closed GOP at each end). The colour tags of its first
+    frame go into the bitstream, as :func:`encode` writes those of frame 0.
+
+    Written to a hidden temporary file beside ``path`` and renamed at the end; on failure nothing
+    is left. Returns the SHA-256 of every frame's raw pixels (:class:`FrameHasher`).
+    """
+    import vapoursynth as vs
+
+    path = Path(path)
+    tools = settings.tools()
+    tags = VideoTags.of(clip)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
+    if settings.encoder == "x264":
+        command = _x264_command(settings, tools, clip, tags, tmp)
+    else:
+        command = _ffmpeg_command(settings, tools, tags, None, None, "matroska", tmp)
+    encoder = None
+    try:
+        with tempfile.TemporaryFile() as encoder_log:
+            encoder = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=encoder_log)
+            hasher = FrameHasher(encoder.stdin, frame_bytes(clip))
+            failure: BaseException | None = None
+            try:
+                clip.output(hasher, y4m=True, progress_update=progress_update)
+            except (OSError, vs.Error) as exc:
+                failure = exc
+            finally:
+                try:
+                    encoder.stdin.close()
+                except OSError:
+                    pass
+            code = encoder.wait()
+            if code != 0:
+                raise EncodeError(f"{FUNC}: {settings.program} failed (exit {code}): {_last_error(encoder_log)}")
+            if failure is not None:
+                if isinstance(failure, vs.Error):
+                    raise EncodeError(f"{FUNC}: processing failed: {str(failure).strip()}") from failure
+                raise failure
+        if len(hasher.hashes) != clip.num_frames:
+            raise EncodeError(f"{FUNC}: a segment of {clip.num_frames} frames gave {len(hasher.hashes)}")
+        os.replace(tmp, path)
+    except BaseException:
+        if encoder is not None and encoder.poll() is None:
+            encoder.kill()
+            encoder.wait()
+        tmp.unlink(missing_ok=True)
+        raise
+    return hasher.hashes
+
+
+def join_segments(
+    segments: "list[Path]",
+    output: str | os.PathLike,
+    settings: EncodeSettings = EncodeSettings(),
+    *,
+    audio_from: str | os.PathLike | None = None,
+    audio_duration: Fraction | None = None,
+) -> Path:
+    """Join the Matroska ``segments`` of :func:`encode_segment` into ``output`` without re-encoding
+    (ffmpeg's concat demuxer, streams copied), with the audio streams of ``audio_from`` muxed once.
+
+    Written to a hidden temporary file beside ``output`` and renamed over it only when complete;
+    an existing ``output`` is untouched on failure. Timestamps are Matroska's (1 ms): a joined
+    file's may differ from a single pass's by that rounding, its frames do not.
+    """
+    output = Path(output)
+    container = _check_container(output, settings.encoder)
+    ffmpeg = settings.tools()["ffmpeg"]
+    token = secrets.token_hex(4)
+    listing = output.parent / f".{output.name}.{token}.segments.txt"
+    muxed_tmp = output.parent / f".{output.name}.{token}.part{output.suffix}"
+    # the concat demuxer's own quoting: every ' becomes '\''
+    listing.write_text("".join("file '" + str(Path(s).absolute()).replace("'", "'\\''") + "'\n" for s in segments))
+    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing)]
+    audio = Path(audio_from) if audio_from is not None else None
+    if audio is not None:
+        cmd += ["-i", str(audio)]
+    cmd += ["-map", "0:v:0"]
+    if audio is not None:
+        cmd += ["-map", "1:a?"]
+        if container != "matroska":
+            cmd += ["-strict", "experimental"]
+    cmd += ["-c", "copy"]
+    if audio_duration is not None:
+        cmd += ["-t", f"{float(audio_duration):.6f}"]
+    cmd += ["-f", container, "-y", str(muxed_tmp)]
+    try:
+        with tempfile.TemporaryFile() as mux_log:
+            done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=mux_log)
+            if done.returncode != 0:
+                raise EncodeError(f"{FUNC}: ffmpeg could not join the {len(segments)} segments"
+                                  f"{' with the audio of ' + repr(str(audio)) if audio else ''}: {_last_error(mux_log)}")
+        os.replace(muxed_tmp, output)
+    except BaseException:
+        muxed_tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        listing.unlink(missing_ok=True)
     return output

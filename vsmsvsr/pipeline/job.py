@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vsmsvsr.pipeline.chunks import ChunkOptions, default_chunk_frames, job_folder
 from vsmsvsr.pipeline.encode import EncodeSettings, _check_container, encode
 from vsmsvsr.pipeline.errors import FUNC, EnhanceError
 from vsmsvsr.pipeline.source import delivery_clip, open_source
@@ -66,14 +67,22 @@ def enhance(
     encode_settings: EncodeSettings = EncodeSettings(),
     *,
     progress: bool = True,
+    chunks: ChunkOptions = ChunkOptions(),
 ) -> Path:
     """Run ``settings.process_order`` on ``input_path`` and encode the result into ``output``.
 
     Order of work: paths and encoder programs are checked, then the weights of every step are
     resolved (official files downloaded), then the graph is built (each filter checks its own
     arguments), then frames are encoded. Returns ``output``.
+
+    ``chunks``: a job longer than one chunk (:func:`vsmsvsr.pipeline.chunks.default_chunk_frames`
+    output frames unless ``chunks.chunk_frames`` says otherwise; ``0`` = one pass) is rendered
+    chunk by chunk into a job folder beside ``output`` and can be resumed, or spread over a Ray
+    cluster (``chunks.ray``): see :mod:`vsmsvsr.pipeline.chunks`.
     """
     input_path, output = Path(input_path), Path(output)
+    if not isinstance(chunks, ChunkOptions):
+        raise EnhanceError(f"{FUNC}: chunks must be a ChunkOptions, got {chunks!r}")
     _check_paths(input_path, output, encode_settings.encoder)
     for note in settings.notes():
         log.warning("%s", note)
@@ -86,15 +95,42 @@ def enhance(
         audio_duration = Fraction(source.num_frames) / source.fps
     else:
         audio_duration = None
-    result = delivery_clip(apply_steps(source, settings, weights), source, encode_settings.encoder)
+    chunk_frames = default_chunk_frames(settings) if chunks.chunk_frames is None else chunks.chunk_frames
+    folder = job_folder(output)
+    one_pass = chunks.ray is None and not chunks.resume and not folder.exists() and (
+        chunk_frames == 0 or _output_frames(source, settings) <= chunk_frames)
+    if one_pass:
+        result = delivery_clip(apply_steps(source, settings, weights), source, encode_settings.encoder)
+        _log_job(input_path, source, settings, result, output)
+        encode(result, output, encode_settings, audio_from=input_path, audio_duration=audio_duration,
+               progress=progress, label=settings.label)
+    else:
+        from vsmsvsr.pipeline.chunks import run_chunked
+
+        run_chunked(input_path, output, source, settings, encode_settings, weights, chunks, chunk_frames,
+                    audio_duration=audio_duration, progress=progress,
+                    describe=lambda result: _log_job(input_path, source, settings, result, output))
+    log.info("%s: wrote %s", FUNC, output)
+    return output
+
+
+def _output_frames(source: "vs.VideoNode", settings: EnhanceSettings) -> int:
+    """Frames the job's output will have (DAIN multiplies them), without building the graph."""
+    from vsmsvsr import retime
+
+    frames = source.num_frames
+    for name in settings.process_order:
+        if name == "DAIN":
+            frames = retime.output_length(frames, Fraction(settings.factor))
+    return frames
+
+
+def _log_job(input_path: Path, source: "vs.VideoNode", settings: EnhanceSettings, result: "vs.VideoNode",
+             output: Path) -> None:
     log.info("%s: %s: %dx%d, %d frames at %s fps -> %s -> %dx%d %s, %d frames at %s fps -> %s",
              FUNC, input_path.name, source.width, source.height, source.num_frames, _fps(source),
              " -> ".join(settings.process_order), result.width, result.height, result.format.name,
              result.num_frames, _fps(result), output)
-    encode(result, output, encode_settings, audio_from=input_path, audio_duration=audio_duration,
-           progress=progress, label=settings.label)
-    log.info("%s: wrote %s", FUNC, output)
-    return output
 
 
 def _fps(clip: "vs.VideoNode") -> str:

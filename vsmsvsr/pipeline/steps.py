@@ -26,7 +26,7 @@ log = logging.getLogger("vsmsvsr.enhance")
 
 
 def _upscale_options(model: str, s: "EnhanceSettings") -> dict:
-    return dict(model=model, window=s.num_frames, device=s.device, precision=s.precision)
+    return dict(model=model, window=s.num_frames, device=s.device, precision=s.precision, backend=s.backend)
 
 
 def _upscale(model: str) -> Callable[..., "vs.VideoNode"]:
@@ -43,14 +43,14 @@ def _interpolate(clip: "vs.VideoNode", s: "EnhanceSettings", weights: Path | Non
 
     return Interpolate(clip, factor=s.factor, model="DAIN", weights=_str(weights),
                        remove_duplicates=s.remove_duplicates, device=s.device, precision=s.precision,
-                       max_memory=max_memory)
+                       backend=s.backend, max_memory=max_memory)
 
 
 def _colorize(clip: "vs.VideoNode", s: "EnhanceSettings", weights: Path | None, max_memory: int) -> "vs.VideoNode":
     from vsmsvsr.filters import Colorize
 
     return Colorize(clip, model=s.deoldify_model, weights=_str(weights), render_factor=s.render_factor,
-                    device=s.device, precision=s.precision, max_memory=max_memory)
+                    device=s.device, precision=s.precision, backend=s.backend, max_memory=max_memory)
 
 
 def _remaster(clip: "vs.VideoNode", s: "EnhanceSettings", weights: Path | None, max_memory: int) -> "vs.VideoNode":
@@ -59,7 +59,8 @@ def _remaster(clip: "vs.VideoNode", s: "EnhanceSettings", weights: Path | None, 
     # PaddleGAN uses the reference images only when colourising.
     references = _str(s.reference_dir) if s.colorization else None
     return Remaster(clip, references=references, colorize=s.colorization, mindim=s.mindim,
-                    weights=_str(weights), device=s.device, precision=s.precision, max_memory=max_memory)
+                    weights=_str(weights), device=s.device, precision=s.precision, backend=s.backend,
+                    max_memory=max_memory)
 
 
 def _plan_options(step: str, s: "EnhanceSettings") -> tuple[str, dict]:
@@ -68,10 +69,12 @@ def _plan_options(step: str, s: "EnhanceSettings") -> tuple[str, dict]:
         options = _upscale_options(STEPS[step].models[0], s)
         return options.pop("model"), options
     if step == "DeOldify":
-        return s.deoldify_model, dict(render_factor=s.render_factor, device=s.device, precision=s.precision)
+        return s.deoldify_model, dict(render_factor=s.render_factor, device=s.device, precision=s.precision,
+                                      backend=s.backend)
     if step == "DeepRemaster":
-        return "DeepRemaster", dict(colorize=s.colorization, mindim=s.mindim, device=s.device, precision=s.precision)
-    return "DAIN", dict(device=s.device, precision=s.precision)
+        return "DeepRemaster", dict(colorize=s.colorization, mindim=s.mindim, device=s.device, precision=s.precision,
+                                    backend=s.backend)
+    return "DAIN", dict(device=s.device, precision=s.precision, backend=s.backend)
 
 
 def _str(path: Path | None) -> str | None:
@@ -168,6 +171,10 @@ class EnhanceSettings:
             available memory), shared by its steps: see :func:`step_budgets`.
         precision: ``None``/``'fp32'`` (default), ``'bf16'`` (OpenVINO on the CPU) or ``'fp16'``
             (GPU), for every step (see :func:`vsmsvsr.Upscale`).
+        backend: ``'auto'`` (default: each filter takes the first backend that runs here) or one
+            name of :data:`vsmsvsr.engine.BACKEND_NAMES` for every step. A chunked job resolves
+            ``'auto'`` once (:func:`vsmsvsr.pipeline.chunks.resolve_machine`) so that every chunk,
+            wherever it runs, uses the same one.
     """
 
     process_order: tuple[str, ...]
@@ -184,6 +191,7 @@ class EnhanceSettings:
     max_frames: int | None = None
     precision: str | None = None
     max_memory: int | str | None = None
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         order = self.process_order
@@ -229,7 +237,11 @@ class EnhanceSettings:
             weights[name] = Path(path)
         object.__setattr__(self, "weights", MappingProxyType(weights))
         from vsmsvsr.device import parse_device
-        from vsmsvsr.engine.backends import resolve_precision
+        from vsmsvsr.engine.backends import BACKEND_NAMES, resolve_precision
+
+        if self.backend != "auto" and self.backend not in BACKEND_NAMES:
+            raise EnhanceError(f"{FUNC}: backend must be 'auto' or one of {', '.join(BACKEND_NAMES)}, "
+                               f"got {self.backend!r}")
 
         from vsmsvsr.engine.memory import resolve_budget
 
@@ -275,14 +287,22 @@ class EnhanceSettings:
 
 
 def apply_steps(clip: "vs.VideoNode", settings: EnhanceSettings,
-                weights: Mapping[str, Path | None] | None = None) -> "vs.VideoNode":
+                weights: Mapping[str, Path | None] | None = None,
+                budgets: "list[int] | None" = None) -> "vs.VideoNode":
     """``clip`` through the filters of ``settings.process_order``, in order.
 
     ``weights``: ``{step: file}`` from :func:`resolve_weights`; a missing step uses
-    ``settings.weights`` (else the filter's official default).
+    ``settings.weights`` (else the filter's official default). ``budgets``: every step's
+    ``max_memory``, as :func:`step_budgets` gives them (``None``: computed now, from this
+    machine's free memory).
     """
     weights = dict(settings.weights) | dict(weights or {})
-    budgets = step_budgets(clip, settings)
+    if budgets is None:
+        budgets = step_budgets(clip, settings)
+    else:
+        import vapoursynth as vs
+
+        vs.core.max_cache_size = job_frame_cache_mb(clip.width, clip.height, settings)
     for name, budget in zip(settings.process_order, budgets):
         clip = STEPS[name].apply(clip, settings, weights.get(name), budget)
     return clip
@@ -326,7 +346,7 @@ def step_budgets(clip: "vs.VideoNode", settings: EnhanceSettings) -> list[int]:
     cache = job_frame_cache_mb(clip.width, clip.height, settings)
     vs.core.max_cache_size = cache
     try:
-        config = choose_backend("auto", settings.device, precision=settings.precision).usable[0]
+        config = choose_backend(settings.backend, settings.device, precision=settings.precision).usable[0]
     except (TypeError, ValueError) as exc:
         raise EnhanceError(f"{FUNC}: {exc}") from None
     total, source = budget_for(settings.max_memory, FUNC, config.runs_on, getattr(config, "device_id", 0))
