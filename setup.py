@@ -28,10 +28,13 @@ setup(
         "gpu": ["paddlepaddle-gpu==2.6.2", "nvidia-cuda-runtime-cu11==11.8.*", "nvidia-cuda-nvrtc-cu11==11.8.*",
                 "nvidia-cublas-cu11==11.11.*", "nvidia-cudnn-cu11==8.6.*", "nvidia-cufft-cu11==10.9.*",
                 "nvidia-curand-cu11==10.3.*", "nvidia-cusolver-cu11==11.4.*", "nvidia-cusparse-cu11==11.7.*"],
+        # chunks of a vsmsvsr-enhance job as Ray tasks (--ray)
+        "ray": ["ray>=2.40"],
         "test": [
             "pytest",
             "scikit-image",
             "scikit-video",
+            "ray>=2.40",  # the two-node Ray test (run in a loopback-only network namespace)
         ],
     },
     entry_points={"console_scripts": ["vsmsvsr=vsmsvsr.cli:main", "vsmsvsr-enhance=vsmsvsr.cli:enhance_main"]},
