@@ -54,9 +54,12 @@ def _timed(cmd: list[str], env: dict) -> tuple[float, subprocess.CompletedProces
 
 def _in_process(args, src: Path, weights: Path, out: Path) -> dict:
     """The chunked job in this process, its parts timed."""
+    import importlib
+
     from vsmsvsr import pipeline
     from vsmsvsr.pipeline import chunks as chunks_mod
-    from vsmsvsr.pipeline import encode as encode_mod
+
+    encode_mod = importlib.import_module("vsmsvsr.pipeline.encode")  # the package's `encode` is the function
 
     times = {"segments": [], "join": 0.0, "start": None}
     t0 = time.perf_counter()
