@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,6 +22,13 @@ from pathlib import Path
 def _ray(*args: str) -> subprocess.CompletedProcess:
     ray = str(Path(sys.executable).with_name("ray"))
     return subprocess.run([ray, *args], capture_output=True, text=True, timeout=300)
+
+
+def _with_token() -> None:
+    """Ray 2.5x+ clusters started with ``ray start`` authenticate with a token: the nodes and the
+    job's driver (children of this process) share one, through the environment."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
 
 def _chunk_workers() -> list[int]:
@@ -60,6 +68,7 @@ def main() -> int:
     port, result = sys.argv[1], Path(sys.argv[2])
     enhance_args = sys.argv[sys.argv.index("--") + 1:]
     address = f"127.0.0.1:{port}"
+    _with_token()
     results: dict = {}
     try:
         head = _ray("start", "--head", "--node-ip-address", "127.0.0.1", "--port", port, "--num-cpus", "1",
