@@ -3,6 +3,7 @@ the golden input, every compiled program is checked when built, and a wrong one 
 segment then runs through Paddle Inference) with one log line; bf16 is an explicit opt-in."""
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -176,3 +177,27 @@ def test_a_second_engine_reuses_programs_and_remembered_refusals(weights, frames
     eng = Engine(MODEL, weights, backend="openvino", cache_dir=cache)
     assert_close_to_golden(eng(frames), reference, "openvino from the cache")
     assert eng.exported == 0 and "spynet" in eng._runner.refused
+
+
+def test_a_passed_check_is_remembered_with_the_compiled_program(weights, frames, tmp_path, monkeypatch):
+    """The first process compiles and checks each segment; a later one loads the compiled program
+    and the remembered pass (keyed by OpenVINO's version, precision, threads and CPU) without
+    running the eager layer again, and computes the same numbers. Without the record it checks."""
+    first = Engine(MODEL, weights, backend="openvino", cache_dir=tmp_path)
+    want = first(frames)
+    records = sorted(tmp_path.rglob("checked-*.json"))
+    assert len(records) == len(_ov_segments(first)) >= 10
+    assert all(json.loads(r.read_text())["rel_l2"] <= ov_backend.CHECK_TOLERANCE for r in records)
+
+    probes = []
+    real_eager = ov_backend._EagerRunner
+    monkeypatch.setattr(ov_backend, "_EagerRunner", lambda *a: probes.append(a) or real_eager(*a))
+    again = Engine(MODEL, weights, backend="openvino", cache_dir=tmp_path)
+    np.testing.assert_array_equal(again(frames), want)
+    assert probes == [] and len(_ov_segments(again)) == len(_ov_segments(first))
+
+    for r in records:
+        r.unlink()
+    checked = Engine(MODEL, weights, backend="openvino", cache_dir=tmp_path)
+    np.testing.assert_array_equal(checked(frames), want)
+    assert len(probes) == len(records)

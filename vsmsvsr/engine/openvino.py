@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import logging
+import os
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -114,22 +117,47 @@ class CompiledSegment:
 
 
 def compile_program(folder: Any, backend: "Backend.OpenVINOCPU", threads: int) -> CompiledSegment:
-    """Read a legacy Paddle program folder into OpenVINO and compile it for the CPU."""
+    """Read a legacy Paddle program folder into OpenVINO and compile it for the CPU.
+
+    The compiled blob is kept in ``<folder>/openvino`` (OpenVINO's model cache): a later process
+    loads it instead of compiling again (seconds per segment at video sizes).
+    """
     program = _program_file(folder)
     if program is None or program.suffix != ".pdmodel":
         raise RuntimeError(f"{folder} holds no legacy Paddle program")
     core = _ov_core()
     config = {"INFERENCE_PRECISION_HINT": "bf16" if backend.precision == "bf16" else "f32",
-              "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": int(threads)}
+              "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": int(threads),
+              "CACHE_DIR": str(Path(folder) / "openvino")}
     return CompiledSegment(core.compile_model(core.read_model(str(program)), "CPU", config))
+
+
+def _check_record(folder: Any, backend: "Backend.OpenVINOCPU", threads: int) -> Path:
+    """Where the passed check of ``folder``'s program is remembered: named after everything the
+    compiled numbers depend on (OpenVINO's version, the precision, the threads, the CPU)."""
+    import openvino
+
+    caps = ",".join(sorted(_ov_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")))
+    key = hashlib.sha256(f"{openvino.__version__}|{backend.precision}|{threads}|{caps}".encode()).hexdigest()[:16]
+    return Path(folder) / "openvino" / f"checked-{key}.json"
 
 
 def checked_program(store: _ProgramStore, part: str, layer: "paddle.nn.Layer", shapes: tuple,
                     backend: "Backend.OpenVINOCPU", threads: int) -> tuple[CompiledSegment | None, str]:
-    """(the compiled, checked program, "") or (None, why it was refused)."""
+    """(the compiled, checked program, "") or (None, why it was refused).
+
+    The check (a seeded probe through the compiled program and the eager layer, rel-L2 within
+    :data:`CHECK_TOLERANCE`) runs when a program is first compiled with this OpenVINO, precision,
+    thread count and CPU; its pass is then written beside the compiled blob, so later processes
+    load the same compiled program without running the eager layer again. A refusal is not
+    remembered (the next process checks again).
+    """
     try:
         folder = store.get(part, layer, shapes, legacy=True)
         compiled = compile_program(folder, backend, threads)
+        record = _check_record(folder, backend, threads)
+        if record.is_file():
+            return compiled, ""
         probe = probe_inputs(part, shapes)
         got = compiled.run(probe)
     except Exception as exc:  # noqa: BLE001 - any failure: Paddle Inference runs the segment
@@ -140,6 +168,13 @@ def checked_program(store: _ProgramStore, part: str, layer: "paddle.nn.Layer", s
     if not error <= tolerance:
         return None, f"its output differs from the eager layer: rel-L2 {error:.2e} > {tolerance:g}"
     log.debug("%s: OpenVINO program %s %s checked: rel-L2 %.2e", _WHO, part, shapes, error)
+    try:
+        tmp = record.with_name(f".{record.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"rel_l2": error, "tolerance": tolerance, "part": part,
+                                   "shapes": [list(s) for s in shapes]}))
+        os.replace(tmp, record)
+    except OSError:  # a read-only cache: the next process checks again
+        pass
     return compiled, ""
 
 
