@@ -250,6 +250,44 @@ def _last_error(log_file: Any) -> str:
     return " | ".join(errors[-3:])
 
 
+def _run_encoder(clip: "vs.VideoNode", command: list[str], program: str, *, hint: str = "",
+                 wrap: "Callable[[Any], Any] | None" = None,
+                 progress_update: "Callable[[int, int], None] | None" = None) -> None:
+    """Start the encoder ``command``, write ``clip`` into its stdin as YUV4MPEG (through
+    ``wrap(stdin)`` when given), wait for it. :class:`EncodeError` with the encoder's last error
+    line (then ``hint``), or naming the filter that failed; the encoder is killed if anything
+    (Ctrl-C included) stops this early."""
+    import vapoursynth as vs
+
+    encoder = None
+    try:
+        with tempfile.TemporaryFile() as encoder_log:
+            encoder = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=encoder_log)
+            sink = encoder.stdin if wrap is None else wrap(encoder.stdin)
+            failure: BaseException | None = None
+            try:
+                clip.output(sink, y4m=True, progress_update=progress_update)
+            except (OSError, vs.Error) as exc:  # the pipe broke, or a filter failed
+                failure = exc
+            finally:
+                try:
+                    encoder.stdin.close()
+                except OSError:
+                    pass
+            code = encoder.wait()
+            if code != 0:
+                raise EncodeError(f"{FUNC}: {program} failed (exit {code}): {_last_error(encoder_log)}{hint}")
+            if failure is not None:
+                if isinstance(failure, vs.Error):
+                    raise EncodeError(f"{FUNC}: processing failed: {str(failure).strip()}") from failure
+                raise failure
+    except BaseException:
+        if encoder is not None and encoder.poll() is None:
+            encoder.kill()
+            encoder.wait()
+        raise
+
+
 def encode(
     clip: "vs.VideoNode",
     output: str | os.PathLike,
@@ -294,7 +332,6 @@ def encode(
     token = secrets.token_hex(4)
     video_tmp = folder / f".{output.name}.{token}.video.mkv"
     muxed_tmp = folder / f".{output.name}.{token}.part{output.suffix}"
-    encoder = None
     try:
         with tempfile.TemporaryFile() as encoder_log, frame_bar(
             total=clip.num_frames, desc=label, file=sys.stderr, disable=not progress, dynamic_ncols=True,
@@ -308,29 +345,11 @@ def encode(
             else:
                 command = _ffmpeg_command(settings, tools, tags, audio, audio_duration, container, muxed_tmp)
             log.debug("encoder: %s", " ".join(command))
-            encoder = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                       stderr=encoder_log)
-            failure: BaseException | None = None
-            try:
-                clip.output(encoder.stdin, y4m=True, progress_update=lambda done, total: bar.advance_to(done))
-            except (OSError, vs.Error) as exc:  # the pipe broke, or a filter failed
-                failure = exc
-            finally:
-                try:
-                    encoder.stdin.close()
-                except OSError:
-                    pass
-            code = encoder.wait()
-            if code != 0:
-                hint = ""
-                if audio is not None and container != "matroska":
-                    hint = f" (if the input's audio codec does not fit {output.suffix}, write .mkv)"
-                raise EncodeError(f"{FUNC}: {settings.program} failed (exit {code}): "
-                                  f"{_last_error(encoder_log)}{hint}")
-            if failure is not None:
-                if isinstance(failure, vs.Error):
-                    raise EncodeError(f"{FUNC}: processing failed: {str(failure).strip()}") from failure
-                raise failure
+            hint = ""
+            if audio is not None and container != "matroska":
+                hint = f" (if the input's audio codec does not fit {output.suffix}, write .mkv)"
+            _run_encoder(clip, command, settings.program, hint=hint,
+                         progress_update=lambda done, total: bar.advance_to(done))
         if settings.encoder == "x264":
             with tempfile.TemporaryFile() as mux_log:
                 mux = subprocess.run(_mux_command(tools["ffmpeg"], video_tmp, audio, audio_duration, container,
@@ -341,9 +360,6 @@ def encode(
                                       f"{str(audio)!r}: {_last_error(mux_log)}")
         os.replace(muxed_tmp, output)
     except BaseException:
-        if encoder is not None and encoder.poll() is None:
-            encoder.kill()
-            encoder.wait()
         video_tmp.unlink(missing_ok=True)
         muxed_tmp.unlink(missing_ok=True)
         for made in created:  # only the folders this call made, deepest first, and only if empty
@@ -375,6 +391,11 @@ class FrameHasher:
         self._header_done = False
         self._pending = bytearray()
         self.hashes: list[str] = []
+
+    def to(self, sink: Any) -> "FrameHasher":
+        """This hasher, forwarding to ``sink`` from now on."""
+        self._sink = sink
+        return self
 
     def write(self, data: bytes) -> int:
         if self._sink is not None:
@@ -435,8 +456,6 @@ def encode_segment(
     Written to a hidden temporary file beside ``path`` and renamed at the end; on failure nothing
     is left. Returns the SHA-256 of every frame's raw pixels (:class:`FrameHasher`).
     """
-    import vapoursynth as vs
-
     path = Path(path)
     tools = settings.tools()
     tags = VideoTags.of(clip)
@@ -445,35 +464,13 @@ def encode_segment(
         command = _x264_command(settings, tools, clip, tags, tmp)
     else:
         command = _ffmpeg_command(settings, tools, tags, None, None, "matroska", tmp)
-    encoder = None
+    hasher = FrameHasher(None, frame_bytes(clip))
     try:
-        with tempfile.TemporaryFile() as encoder_log:
-            encoder = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=encoder_log)
-            hasher = FrameHasher(encoder.stdin, frame_bytes(clip))
-            failure: BaseException | None = None
-            try:
-                clip.output(hasher, y4m=True, progress_update=progress_update)
-            except (OSError, vs.Error) as exc:
-                failure = exc
-            finally:
-                try:
-                    encoder.stdin.close()
-                except OSError:
-                    pass
-            code = encoder.wait()
-            if code != 0:
-                raise EncodeError(f"{FUNC}: {settings.program} failed (exit {code}): {_last_error(encoder_log)}")
-            if failure is not None:
-                if isinstance(failure, vs.Error):
-                    raise EncodeError(f"{FUNC}: processing failed: {str(failure).strip()}") from failure
-                raise failure
+        _run_encoder(clip, command, settings.program, wrap=hasher.to, progress_update=progress_update)
         if len(hasher.hashes) != clip.num_frames:
             raise EncodeError(f"{FUNC}: a segment of {clip.num_frames} frames gave {len(hasher.hashes)}")
         os.replace(tmp, path)
     except BaseException:
-        if encoder is not None and encoder.poll() is None:
-            encoder.kill()
-            encoder.wait()
         tmp.unlink(missing_ok=True)
         raise
     return hasher.hashes
