@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -309,3 +310,19 @@ def test_verify_refuses_to_write_an_output_whose_frames_differ(clip24, weights, 
         pipeline.enhance(clip24, out, settings, pipeline.EncodeSettings(lossless=True), progress=False,
                          chunks=ChunkOptions(chunk_frames=4, verify=3))
     assert not out.exists() and (job_folder(out) / "manifest.json").exists()
+
+
+def test_chunked_hevc_in_mp4_is_the_single_pass(media, weights, tmp_path):
+    """The ffmpeg encoders write the segments themselves (libx265 here) and the join writes MP4."""
+    src = write_video(media / "city128.mkv", city_clip(frames=12, size=128))
+    args = ["--input", str(src), "--process_order", "PPMSVSR", "--PPMSVSR_weight", str(weights), "--num_frames", "2",
+            "--cpu", "--lossless", "-q", "--encoder", "x265", "--preset", "ultrafast"]
+    one, chunked = tmp_path / "one.mp4", tmp_path / "chunked.mp4"
+    proc = _cli(*args, "--chunk_frames", "0", "-o", str(one))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _cli(*args, "--chunk_frames", "4", "-o", str(chunked))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "3 chunk(s) of up to 4 frames" in proc.stderr
+    _same_file_content(one, chunked)
+    (video,) = streams(chunked, "video")
+    assert video["codec_name"] == "hevc" and Fraction(video["avg_frame_rate"]) == FPS
