@@ -109,11 +109,13 @@ class ChunkOptions:
 
 @dataclass(frozen=True)
 class Chunk:
-    """Output frames ``[start, stop)`` of a job, its ``index``-th chunk."""
+    """Output frames ``[start, stop)`` of a job, its ``index``-th chunk; its segment is a
+    ``suffix`` file (:func:`vsmsvsr.pipeline.encode.segment_suffix`)."""
 
     index: int
     start: int
     stop: int
+    suffix: str = ".mkv"
 
     @property
     def frames(self) -> int:
@@ -121,7 +123,7 @@ class Chunk:
 
     @property
     def segment(self) -> str:
-        return f"chunk-{self.index:05d}.mkv"
+        return f"chunk-{self.index:05d}{self.suffix}"
 
 
 def default_chunk_frames(settings: EnhanceSettings) -> int:
@@ -138,11 +140,11 @@ def default_chunk_frames(settings: EnhanceSettings) -> int:
     return frames
 
 
-def chunk_table(num_frames: int, chunk_frames: int) -> tuple[Chunk, ...]:
+def chunk_table(num_frames: int, chunk_frames: int, suffix: str = ".mkv") -> tuple[Chunk, ...]:
     """``[0, num_frames)`` cut into chunks of ``chunk_frames`` (the last one may be shorter)."""
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
-    return tuple(Chunk(i, start, min(start + chunk_frames, num_frames))
+    return tuple(Chunk(i, start, min(start + chunk_frames, num_frames), suffix)
                  for i, start in enumerate(range(0, num_frames, chunk_frames)))
 
 
@@ -380,7 +382,7 @@ def run_chunked(input_path: Path, output: Path, source: "vs.VideoNode", settings
     skipping finished chunks, then verify, join, and remove the folder."""
     import sys
 
-    from vsmsvsr.pipeline.encode import encode_segment, join_segments
+    from vsmsvsr.pipeline.encode import encode_segment, join_segments, segment_suffix
     from vsmsvsr.progress import frame_bar
 
     chunk_frames = chunk_frames or default_chunk_frames(settings)
@@ -391,7 +393,7 @@ def run_chunked(input_path: Path, output: Path, source: "vs.VideoNode", settings
     result = build_result(source, settings, weights, machine, encode_settings.encoder)
     if describe is not None:
         describe(result)
-    table = chunk_table(result.num_frames, chunk_frames)
+    table = chunk_table(result.num_frames, chunk_frames, segment_suffix(encode_settings.encoder))
     if manifest is None:
         manifest = new_manifest(folder, record, machine, table, result.num_frames)
     elif manifest.data.get("table") != [[c.start, c.stop] for c in table]:
@@ -434,6 +436,6 @@ def run_chunked(input_path: Path, output: Path, source: "vs.VideoNode", settings
         checked = verify_frames(result, table, manifest, options.verify)
         log.info("%s: --verify: frames %s recomputed here match the chunks'", FUNC, ", ".join(map(str, checked)))
     join_segments([folder / c.segment for c in table], output, encode_settings, audio_from=input_path,
-                  audio_duration=audio_duration)
+                  audio_duration=audio_duration, fps=result.fps)
     shutil.rmtree(folder, ignore_errors=True)
     return output

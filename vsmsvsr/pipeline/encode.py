@@ -441,6 +441,13 @@ def frame_hash(frame: "vs.VideoFrame") -> str:
     return digest.hexdigest()
 
 
+def segment_suffix(encoder: str) -> str:
+    """The container of a chunk's segment: Matroska for the x264 program (the only one it
+    writes), MP4 for the ffmpeg encoders (its time base is the exact frame rate, which the join
+    keeps when the output is MP4/MOV)."""
+    return ".mkv" if encoder == "x264" else ".mp4"
+
+
 def encode_segment(
     clip: "vs.VideoNode",
     path: str | os.PathLike,
@@ -448,7 +455,8 @@ def encode_segment(
     *,
     progress_update: "Callable[[int, int], None] | None" = None,
 ) -> list[str]:
-    """Encode ``clip`` (a chunk of a job's output, integer YUV/GRAY) alone into Matroska at ``path``:
+    """Encode ``clip`` (a chunk of a job's output, integer YUV/GRAY) alone into ``path``
+    (:func:`segment_suffix`: Matroska or MP4):
     video only, the encoder and settings of a single pass, so the segment starts with a key frame
     and refers to no frame outside it (a closed GOP at each end). The colour tags of its first
     frame go into the bitstream, as :func:`encode` writes those of frame 0.
@@ -463,7 +471,7 @@ def encode_segment(
     if settings.encoder == "x264":
         command = _x264_command(settings, tools, clip, tags, tmp)
     else:
-        command = _ffmpeg_command(settings, tools, tags, None, None, "matroska", tmp)
+        command = _ffmpeg_command(settings, tools, tags, None, None, "mp4", tmp)
     hasher = FrameHasher(None, frame_bytes(clip))
     try:
         _run_encoder(clip, command, settings.program, wrap=hasher.to, progress_update=progress_update)
@@ -483,13 +491,19 @@ def join_segments(
     *,
     audio_from: str | os.PathLike | None = None,
     audio_duration: Fraction | None = None,
+    fps: Fraction | None = None,
 ) -> Path:
-    """Join the Matroska ``segments`` of :func:`encode_segment` into ``output`` without re-encoding
+    """Join the ``segments`` of :func:`encode_segment` into ``output`` without re-encoding
     (ffmpeg's concat demuxer, streams copied), with the audio streams of ``audio_from`` muxed once.
 
     Written to a hidden temporary file beside ``output`` and renamed over it only when complete;
-    an existing ``output`` is untouched on failure. Timestamps are Matroska's (1 ms): a joined
-    file's may differ from a single pass's by that rounding, its frames do not.
+    an existing ``output`` is untouched on failure.
+
+    Timestamps: the concat demuxer places each segment after the previous one's duration, in
+    microseconds, so a segment can start a fraction of a millisecond off the exact frame time. For
+    MP4/MOV output (exact time bases) every timestamp is put back on the frame grid of ``fps``
+    (ffmpeg's ``setts``): the same timestamps as a single pass. Matroska stores milliseconds
+    anyway; there a joined file's timestamps may differ from a single pass's by that rounding.
     """
     output = Path(output)
     container = _check_container(output, settings.encoder)
@@ -509,6 +523,11 @@ def join_segments(
         if container != "matroska":
             cmd += ["-strict", "experimental"]
     cmd += ["-c", "copy"]
+    if fps is not None and container != "matroska" and settings.encoder != "x264":
+        # MP4 segments and output share the time base 1/fps.numerator: TB is exact there
+        grid = [f"round(round({t}*TB*{fps.numerator}/{fps.denominator})*{fps.denominator}/{fps.numerator}/TB)"
+                for t in ("PTS", "DTS")]
+        cmd += ["-bsf:v", f"setts=pts={grid[0]}:dts={grid[1]}"]
     if audio_duration is not None:
         cmd += ["-t", f"{float(audio_duration):.6f}"]
     cmd += ["-f", container, "-y", str(muxed_tmp)]
