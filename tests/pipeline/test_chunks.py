@@ -326,3 +326,21 @@ def test_chunked_hevc_in_mp4_is_the_single_pass(media, weights, tmp_path):
     _same_file_content(one, chunked)
     (video,) = streams(chunked, "video")
     assert video["codec_name"] == "hevc" and Fraction(video["avg_frame_rate"]) == FPS
+
+
+def test_one_process_at_a_time_works_on_a_job(clip24, weights, tmp_path):
+    import fcntl
+
+    out = tmp_path / "film.mkv"
+    settings = pipeline.EnhanceSettings(process_order=("PPMSVSR",), num_frames=2, device="cpu",
+                                        weights={"PPMSVSR": weights})
+    lock_path = tmp_path / ".film.mkv.vsmsvsr-job.lock"
+    with open(lock_path, "w") as held:  # as another running job holds it
+        held.write("4242")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(pipeline.EnhanceError, match=r"another vsmsvsr-enhance \(pid 4242\) is working on this "
+                                                        r"output's job"):
+            pipeline.enhance(clip24, out, settings, pipeline.EncodeSettings(lossless=True), progress=False,
+                             chunks=ChunkOptions(chunk_frames=4))
+    assert not out.exists() and not job_folder(out).exists()

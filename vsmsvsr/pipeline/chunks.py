@@ -22,6 +22,7 @@ manifest; other settings are refused. The folder is removed after the output is 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -32,7 +33,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from vsmsvsr.pipeline.errors import FUNC, EnhanceError
 from vsmsvsr.pipeline.steps import STEPS, EnhanceSettings
@@ -324,6 +325,31 @@ def open_job(folder: Path, record: dict[str, str], options: ChunkOptions) -> Man
     return manifest
 
 
+@contextlib.contextmanager
+def job_lock(folder: Path) -> Iterator[None]:
+    """Only one process works on a job folder: an exclusive ``flock`` on ``<folder>.lock`` (the
+    kernel releases it when a process dies, so a crash leaves no stale lock), removed at the end."""
+    import fcntl
+
+    lock_path = folder.with_name(folder.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise EnhanceError(f"{FUNC}: another vsmsvsr-enhance (pid {lock.read().strip() or '?'}) is working on "
+                               f"this output's job ({str(folder)!r}); wait for it or stop it first") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock_path.unlink(missing_ok=True)
+
+
 def new_manifest(folder: Path, record: dict[str, str], machine: Machine, chunks: tuple[Chunk, ...],
                  num_frames: int) -> Manifest:
     folder.mkdir(parents=True, exist_ok=True)
@@ -380,14 +406,23 @@ def run_chunked(input_path: Path, output: Path, source: "vs.VideoNode", settings
                 describe: Any = None) -> Path:
     """Render the job chunk by chunk into its job folder (here, or on Ray with ``options.ray``),
     skipping finished chunks, then verify, join, and remove the folder."""
+    chunk_frames = chunk_frames or default_chunk_frames(settings)
+    folder = job_folder(output)
+    record = job_record(input_path, settings, encode_settings, weights, chunk_frames)
+    with job_lock(folder):
+        return _run_locked(input_path, output, source, settings, encode_settings, weights, options, chunk_frames,
+                           folder, record, audio_duration=audio_duration, progress=progress, describe=describe)
+
+
+def _run_locked(input_path: Path, output: Path, source: "vs.VideoNode", settings: EnhanceSettings,
+                encode_settings: "EncodeSettings", weights: Mapping[str, Path], options: ChunkOptions,
+                chunk_frames: int, folder: Path, record: dict[str, str], *, audio_duration: Fraction | None,
+                progress: bool, describe: Any) -> Path:
     import sys
 
     from vsmsvsr.pipeline.encode import encode_segment, join_segments, segment_suffix
     from vsmsvsr.progress import frame_bar
 
-    chunk_frames = chunk_frames or default_chunk_frames(settings)
-    folder = job_folder(output)
-    record = job_record(input_path, settings, encode_settings, weights, chunk_frames)
     manifest = open_job(folder, record, options)
     machine = manifest.machine if manifest is not None else resolve_machine(source, settings)
     result = build_result(source, settings, weights, machine, encode_settings.encoder)
