@@ -30,10 +30,12 @@ def _default_signals() -> None:
 
 def _start_job(source: Path, weights: Path, output: Path, preexec) -> subprocess.Popen:
     """vsmsvsr-enhance on ``source`` into ``output``, in its own session; returns once the encoder
-    is running (its temporary file exists beside ``output``)."""
+    is running (its temporary file exists beside ``output``). One pass (``--chunk_frames 0``): a
+    chunked job's stop, which keeps its finished chunks, is tested in tests/pipeline/test_chunks.py."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "vsmsvsr", "enhance", "--input", str(source), "-o", str(output),
-         "--process_order", "PPMSVSR", "--PPMSVSR_weight", str(weights), "--num_frames", "2", "--cpu"],
+         "--process_order", "PPMSVSR", "--PPMSVSR_weight", str(weights), "--num_frames", "2", "--cpu",
+         "--chunk_frames", "0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, preexec_fn=preexec)
     deadline = time.monotonic() + 300
     while not any(".video.mkv" in p.name for p in output.parent.iterdir()):

@@ -114,13 +114,13 @@ def test_frame_hasher_hashes_the_pixels_of_every_frame():
 
 def test_chunked_output_is_the_single_pass_output(clip24, weights, tmp_path):
     one, chunked = tmp_path / "one.mkv", tmp_path / "chunked.mkv"
-    proc = _cli(*_ppmsvsr(clip24, one, weights, "--chunk_frames", "0"))
+    proc = _cli(*_ppmsvsr(clip24, one, weights, "--chunk_frames", "0", "--max_frames", "15"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "chunk(s)" not in proc.stderr
-    proc = _cli(*_ppmsvsr(clip24, chunked, weights, "--chunk_frames", "8", "--verify", "4"))
+    proc = _cli(*_ppmsvsr(clip24, chunked, weights, "--chunk_frames", "6", "--verify", "4", "--max_frames", "15"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "3 chunk(s) of up to 8 frames" in proc.stderr
-    assert "--verify: frames 0, 7, 8, 15 recomputed here match" in proc.stderr
+    assert "3 chunk(s) of up to 6 frames" in proc.stderr
+    assert "--verify: frames 0, 5, 6, 11 recomputed here match" in proc.stderr
     _same_file_content(one, chunked)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chunked.mkv", "one.mkv"]  # the job folder is gone
 
@@ -240,16 +240,18 @@ def test_restart_discards_an_unfinished_job(clip24, weights, tmp_path):
 
 
 def test_chain_with_scene_cuts_across_chunks_is_the_single_pass(media, weights, tmp_path):
-    """DAIN -> DeOldify -> PPMSVSR, scene cuts at output frames 8 (inside chunk 5-9) and 14 (beside
-    the boundary at 15): chunked lossless output decodes to the single pass's frames."""
+    """DAIN -> DeOldify -> PPMSVSR on 8 frames (16 out) with scene cuts at output frames 6 (on the
+    boundary of chunks of 3) and 10 (inside chunk 9-11, beside the boundary at 9); chunks of 3 also
+    cut Upscale's windows of 5, so windows are computed in two chunks: chunked lossless output
+    decodes to the single pass's frames."""
     import paddle
 
     from tests.keyed import model_weights
 
-    city = city_clip(frames=10)
-    other = core.std.CropAbs(core.std.FlipHorizontal(city_clip(frames=10, size=128)), 64, 64, 8, 40)
+    city = city_clip(frames=8)
+    other = core.std.CropAbs(core.std.FlipHorizontal(city_clip(frames=8, size=128)), 64, 64, 8, 40)
     third = core.std.Invert(city)
-    gray = core.std.Splice([city[:4], other[4:7], third[7:10]])
+    gray = core.std.Splice([city[:3], other[3:5], third[5:8]])
     src = write_video(media / "cuts.mkv", gray)
     dain = media / "dain_random.pdparams"
     if not dain.exists():
@@ -262,12 +264,12 @@ def test_chain_with_scene_cuts_across_chunks_is_the_single_pass(media, weights, 
     one, chunked = tmp_path / "one.mkv", tmp_path / "chunked.mkv"
     proc = _cli(*common, "-o", str(one), "--chunk_frames", "0")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = _cli(*common, "-o", str(chunked), "--chunk_frames", "5")
+    proc = _cli(*common, "-o", str(chunked), "--chunk_frames", "3")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "4 chunk(s) of up to 5 frames" in proc.stderr
+    assert "6 chunk(s) of up to 3 frames" in proc.stderr
     _same_file_content(one, chunked)
     (video,) = streams(one, "video")
-    assert int(video["nb_read_frames"]) == 20 and (video["width"], video["height"]) == (256, 256)
+    assert int(video["nb_read_frames"]) == 16 and (video["width"], video["height"]) == (256, 256)
 
 
 def test_sigterm_stops_a_chunked_job_cleanly_keeping_finished_chunks(clip24, weights, tmp_path):
@@ -344,3 +346,19 @@ def test_one_process_at_a_time_works_on_a_job(clip24, weights, tmp_path):
             pipeline.enhance(clip24, out, settings, pipeline.EncodeSettings(lossless=True), progress=False,
                              chunks=ChunkOptions(chunk_frames=4))
     assert not out.exists() and not job_folder(out).exists()
+
+
+def test_segments_with_b_frames_join_on_the_exact_frame_times(clip24, weights, tmp_path):
+    """The default x264 settings use B-frames: the segments must be Matroska with timestamps (the
+    x264 program picks its container by the file name), and the joined file has every frame at
+    its time."""
+    from tests.media import assert_frame_times
+
+    out = tmp_path / "film.mkv"
+    proc = _cli("--input", str(clip24), "-o", str(out), "--process_order", "PPMSVSR", "--PPMSVSR_weight", str(weights),
+                "--num_frames", "2", "--cpu", "-q", "--max_frames", "12", "--chunk_frames", "4")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "3 chunk(s) of up to 4 frames" in proc.stderr
+    assert_frame_times(out, 12, FPS)
+    (video,) = streams(out, "video")
+    assert Fraction(video["avg_frame_rate"]) == FPS and int(video["has_b_frames"]) > 0

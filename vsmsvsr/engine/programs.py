@@ -367,7 +367,13 @@ class _ProgramStore:
                         except Exception as exc:
                             lines = str(exc).strip().splitlines()
                             why = f"{type(exc).__name__}: {lines[-1].strip() if lines else ''}"
-                            _write_atomic(refused, why.encode())
+                            # Remembered only when Paddle's tracer cannot express the layer (a
+                            # TypeError such as grid_sample's "must be Value, but got Variable"):
+                            # that is the same in every process. Anything else (a KeyError on a
+                            # parameter name, seen once in a long test process) may depend on the
+                            # process, and the next process tries again.
+                            if isinstance(exc, TypeError):
+                                _write_atomic(refused, why.encode())
                             raise
                     else:
                         paddle.jit.save(layer, str(tmp / "model"), input_spec=specs)

@@ -467,7 +467,8 @@ def encode_segment(
     path = Path(path)
     tools = settings.tools()
     tags = VideoTags.of(clip)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
+    # the temporary name keeps the suffix: the x264 program picks its container by it
+    tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.part{path.suffix}"
     if settings.encoder == "x264":
         command = _x264_command(settings, tools, clip, tags, tmp)
     else:
