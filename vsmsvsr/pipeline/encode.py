@@ -388,8 +388,10 @@ class FrameHasher:
         import hashlib
 
         self._sink, self._size, self._new = sink, frame_bytes, hashlib.sha256
-        self._header_done = False
-        self._pending = bytearray()
+        self._header_done = False  # the stream header line ends at its first newline
+        self._skip = 0  # bytes of the current b"FRAME\n" line still to pass over
+        self._left = 0  # payload bytes of the current frame still to hash
+        self._digest: Any = None  # the current frame's hash; None between frames
         self.hashes: list[str] = []
 
     def to(self, sink: Any) -> "FrameHasher":
@@ -398,19 +400,28 @@ class FrameHasher:
         return self
 
     def write(self, data: bytes) -> int:
+        # The payload is hashed from the writer's buffer as it passes: no copy of a frame is kept.
         if self._sink is not None:
             self._sink.write(data)
-        self._pending += data
+        view = memoryview(data)
         if not self._header_done:
-            end = self._pending.find(b"\n")
-            if end < 0:
+            end = bytes(view).find(b"\n")
+            if end < 0:  # still inside the header line
                 return len(data)
-            del self._pending[: end + 1]
-            self._header_done = True
-        record = 6 + self._size  # b"FRAME\n" + payload
-        while len(self._pending) >= record:
-            self.hashes.append(self._new(bytes(self._pending[6:record])).hexdigest())
-            del self._pending[:record]
+            self._header_done, view = True, view[end + 1:]
+        while len(view):
+            if self._digest is None:
+                self._digest, self._skip, self._left = self._new(), 6, self._size
+            if self._skip:
+                n = min(self._skip, len(view))
+                self._skip, view = self._skip - n, view[n:]
+                continue
+            n = min(self._left, len(view))
+            self._digest.update(view[:n])
+            self._left, view = self._left - n, view[n:]
+            if not self._left:
+                self.hashes.append(self._digest.hexdigest())
+                self._digest = None
         return len(data)
 
     def flush(self) -> None:

@@ -8,7 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vsmsvsr.pipeline.chunks import ChunkOptions, default_chunk_frames, job_folder
+from vsmsvsr.pipeline.chunks import ChunkOptions, default_chunk_frames, job_folder, run_chunked
 from vsmsvsr.pipeline.encode import EncodeSettings, _check_container, encode
 from vsmsvsr.pipeline.errors import FUNC, EnhanceError
 from vsmsvsr.pipeline.source import delivery_clip, open_source
@@ -105,8 +105,6 @@ def enhance(
         encode(result, output, encode_settings, audio_from=input_path, audio_duration=audio_duration,
                progress=progress, label=settings.label)
     else:
-        from vsmsvsr.pipeline.chunks import run_chunked
-
         run_chunked(input_path, output, source, settings, encode_settings, weights, chunks, chunk_frames,
                     audio_duration=audio_duration, progress=progress,
                     describe=lambda result: _log_job(input_path, source, settings, result, output))

@@ -143,8 +143,6 @@ def _worker_graph(job: dict):
     """The job's output clip in this worker process, built once per job (models stay loaded)."""
     if job["key"] in _GRAPHS:
         return _GRAPHS[job["key"]]
-    from fractions import Fraction  # noqa: F401 - settings hold Fractions
-
     import ray
 
     from vsmsvsr.pipeline.chunks import build_result
