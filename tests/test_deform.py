@@ -43,7 +43,10 @@ def _case(rng, n, c, h, w, groups, kernel=3, stride=1, padding=1, dilation=1, sp
     dict(n=2, c=8, h=9, w=13, groups=2, stride=2),
     dict(n=1, c=6, h=11, w=10, groups=3, dilation=2, padding=2),
     dict(n=1, c=4, h=7, w=7, groups=1, kernel=1, padding=0, spread=1.5),
-], ids=["msvsr-like", "batch-stride", "dilation", "1x1"])
+    dict(n=1, c=32, h=17, w=29, groups=4),
+    dict(n=2, c=48, h=12, w=15, groups=3, spread=2.0),
+    dict(n=1, c=10, h=9, w=70, groups=2),
+], ids=["msvsr-like", "batch-stride", "dilation", "1x1", "stage2-groups", "16-wide-groups", "odd-width-groups"])
 def test_compiled_kernel_matches_paddle(fresh, shape):
     lib = deform.library()
     if lib is None:
@@ -56,6 +59,24 @@ def test_compiled_kernel_matches_paddle(fresh, shape):
                                    layer._dilation, int(layer._deformable_groups), threads=3).numpy()
     assert got.shape == want.shape
     assert_close_to_golden(got, want, "compiled deformable conv")
+
+
+def test_offsets_that_are_not_numbers_sample_zeros_like_paddle(fresh):
+    lib = deform.library()
+    if lib is None:
+        pytest.skip("no C++ compiler here")
+    rng = np.random.default_rng(6)
+    layer, x, offset, mask = _case(rng, n=1, c=16, h=12, w=20, groups=2)
+    values = offset.numpy()
+    values[0, 3, 2:5, 4:9] = np.nan
+    values[0, 20, 7, :] = np.inf
+    offset = paddle.to_tensor(values)
+    with paddle.no_grad():
+        want = layer(x, offset, mask).numpy()
+        got = deform.deform_conv2d(lib, x, offset, mask, layer.weight, layer.bias, layer._stride, layer._padding,
+                                   layer._dilation, int(layer._deformable_groups), threads=2).numpy()
+    assert np.all(np.isfinite(got)) == np.all(np.isfinite(want))
+    assert_close_to_golden(got, want, "compiled deformable conv, offsets not numbers")
 
 
 def test_built_once_into_the_cache_and_reused(fresh, caplog):

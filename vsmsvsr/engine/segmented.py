@@ -177,7 +177,7 @@ def _ParallelDeformConv(layer: "paddle.nn.Layer", runner: _SegmentedRunner) -> "
 
         def forward(self, x, offset, mask=None):
             inner = self.layer
-            if compiled is not None and mask is not None:
+            if compiled is not None and mask is not None and deform.fits(x):
                 return deform.deform_conv2d(compiled, x, offset, mask, inner.weight, inner.bias, inner._stride,
                                             inner._padding, inner._dilation, int(inner._deformable_groups),
                                             runner.threads)
