@@ -105,6 +105,9 @@ def test_auto_falls_back_when_a_backend_fails(weights, frames, reference, cache,
         raise RuntimeError("predictor exploded")
 
     monkeypatch.setattr(paddle_inference, "_Predictor", broken)
+    from vsmsvsr.engine import openvino as ov_backend
+
+    monkeypatch.setattr(ov_backend, "compile_program", broken)  # refused, then Paddle Inference: broken
     eng = Engine(MODEL, weights, backend="auto", device="cpu", cache_dir=cache)
     with caplog.at_level(logging.WARNING, logger="vsmsvsr.engine"):
         out = eng(frames)
@@ -192,11 +195,14 @@ def test_segmented_programs_are_per_sample_and_shared_across_window_lengths(weig
     assert lines[0].startswith("vsmsvsr.Engine: exporting static programs for PP-MSVSR at 72x64")
     assert lines[1].startswith(f"vsmsvsr.Engine: exported {eng.exported} static program(s) for PP-MSVSR at")
     folders = {p.parent.name.split("-")[0] for p in tmp_path.rglob("meta.json")}
-    assert {"spynet", "feat_extract", "deform_align.stage3_forward.conv_offset", "backbone.stage2_forward",
+    assert {"spynet", "feat_extract", "step.align_stage1", "step.align_stage2_backward",
+            "step.realign_stage3_forward", "step.fuse_stage2_forward", "step.fuse_stage1",
             "frame.auxiliary_stage", "frame.upsample"} <= folders
-    # deformable convolutions stay eager (split over threads): no segment holds one; the x4 layers
-    # only run inside the per-frame programs
-    assert not folders & {"deform_align.stage3_forward", "stage1_align", "upsample2", "aux_upsample2"}
+    # deformable convolutions stay with the engine's kernel: no segment holds one; the offset heads
+    # and branch convolutions only run inside the step programs (with the glue around them), the
+    # x4 layers only inside the per-frame programs
+    assert not folders & {"deform_align.stage3_forward", "stage1_align", "upsample2", "aux_upsample2",
+                          "deform_align.stage3_forward.conv_offset", "backbone.stage2_forward"}
     # the segments only see single samples of the frame size: a longer window reuses them all
     again = Engine(MODEL, weights, backend="cpu", cache_dir=tmp_path)
     again(np.concatenate([frames, frames[:1]]))

@@ -122,7 +122,7 @@ def test_a_layer_runs_on_openvino_or_is_refused_whole(tmp_path, monkeypatch, cap
 def test_pixel_shuffle_rewrite_is_exact():
     x = paddle.to_tensor(np.random.default_rng(2).random((2, 36, 5, 7), dtype=np.float32))
     want = paddle.nn.functional.pixel_shuffle(x, 3).numpy()
-    with programs._pixel_shuffle_as_reshape():
+    with programs._legacy_tracing():
         got = paddle.nn.PixelShuffle(3)(x).numpy()
     np.testing.assert_array_equal(got, want)
     assert paddle.nn.functional.pixel_shuffle.__name__ == "pixel_shuffle"  # restored
@@ -164,11 +164,16 @@ def test_bf16_is_opt_in_and_validated(weights, frames, reference, cache):
     assert 1e-6 < err < 5e-2  # really bf16 (not fp32), and close
 
 
-def test_a_second_engine_reuses_programs_and_remembered_refusals(weights, frames, reference, cache, monkeypatch):
-    """Everything compiled once is read from the cache, and a layer Paddle could not export as a
-    legacy program (SPyNet) is not traced again: a later engine exports nothing."""
-    Engine(MODEL, weights, backend="openvino", cache_dir=cache)(frames)  # fills the cache (if not yet)
-    assert list(cache.rglob("spynet*.refused"))
+def test_every_msvsr_segment_runs_on_openvino_and_a_second_engine_exports_nothing(weights, frames, reference,
+                                                                                    cache, monkeypatch):
+    """SPyNet and the steps between deformable convolutions (flow warps, tanh, sigmoid: Paddle 3.3
+    traces them only into PIR programs; they are written as legacy operators) compile on
+    OpenVINO, nothing is refused; a later engine reads everything from the cache."""
+    first = Engine(MODEL, weights, backend="openvino", cache_dir=cache)
+    first(frames)
+    assert first._runner.refused == {}
+    assert any(part == "spynet" for part, _ in first._runner.predictors)
+    assert any(part.startswith("step.align_") for part, _ in first._runner.predictors)
 
     def no_export(*args, **kwargs):
         raise AssertionError("paddle.jit.save called with a warm cache")
@@ -176,7 +181,44 @@ def test_a_second_engine_reuses_programs_and_remembered_refusals(weights, frames
     monkeypatch.setattr(paddle.jit, "save", no_export)
     eng = Engine(MODEL, weights, backend="openvino", cache_dir=cache)
     assert_close_to_golden(eng(frames), reference, "openvino from the cache")
-    assert eng.exported == 0 and "spynet" in eng._runner.refused
+    assert eng.exported == 0 and eng._runner.refused == {}
+
+
+class _Gram(paddle.nn.Layer):
+    """A layer with ``paddle.matmul``, which Paddle 3.3 cannot trace into a legacy program."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = paddle.nn.Conv2D(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        f = self.conv(x).flatten(2)
+        return paddle.matmul(f, f, transpose_y=True)
+
+
+def test_a_refused_legacy_export_is_remembered(tmp_path, monkeypatch, caplog):
+    """A layer Paddle cannot export as a legacy program runs on Paddle Inference, and a later
+    runner neither traces it again nor exports anything."""
+    paddle.seed(4)
+    layer = _Gram()
+    layer.eval()
+    x = np.random.default_rng(2).random((1, 3, 12, 10), dtype=np.float32)
+    with paddle.no_grad():
+        want = layer(paddle.to_tensor(x)).numpy()
+    with caplog.at_level(logging.INFO, logger="vsmsvsr.engine"):
+        (got,) = LayerRunner(layer, choose_backend("openvino"), label="gram", cache_dir=tmp_path)(x)
+    assert_close_to_golden(got, want, "gram layer refused by OpenVINO")
+    assert list(tmp_path.rglob("*.refused"))
+    assert any("OpenVINO refused gram" in r.getMessage() and "matmul" in r.getMessage() for r in caplog.records)
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("paddle.jit.save called with a warm cache")
+
+    monkeypatch.setattr(paddle.jit, "save", no_export)
+    again = LayerRunner(layer, choose_backend("openvino"), label="gram", cache_dir=tmp_path)
+    (got,) = again(x)
+    assert_close_to_golden(got, want, "gram layer from the cache")
+    assert again.exported == 0 and "matmul" in again._runner.refused
 
 
 def test_a_passed_check_is_remembered_with_the_compiled_program(weights, frames, tmp_path, monkeypatch):

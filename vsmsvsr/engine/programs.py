@@ -213,27 +213,74 @@ def clear(root: Path | None = None, older_than_days: float | None = None) -> lis
 # static programs on disk
 
 
+#: Version of what :func:`_legacy_tracing` rewrites; part of a legacy program's key, so that a
+#: program (or a remembered refusal) traced with other rewrites is not reused.
+LEGACY_TRACING = 3
+
+
 @contextlib.contextmanager
-def _pixel_shuffle_as_reshape():
-    """While tracing: ``F.pixel_shuffle`` (also behind ``nn.PixelShuffle``) as reshape + transpose,
-    the same permutation of the same values (exact), for converters without that op."""
+def _legacy_tracing():
+    """While tracing a legacy program, functions written the way converters read them:
+
+    * ``F.pixel_shuffle`` (also behind ``nn.PixelShuffle``) as reshape + transpose, the same
+      permutation of the same values (exact): OpenVINO's Paddle frontend has no ``pixel_shuffle``.
+    * ``F.grid_sample`` as the legacy ``grid_sampler`` operator (Paddle 3's ``grid_sample`` only
+      traces into PIR programs and refuses a legacy Variable; the legacy operator is the same
+      kernel, and OpenVINO reads it as its GridSample).
+    * ``paddle.tanh``, ``F.tanh`` and ``F.sigmoid`` as their legacy operators (the same story:
+      Paddle 3.3 calls PIR-only operators for them).
+    """
+    import paddle
     import paddle.nn.functional as F
 
-    original = F.pixel_shuffle
+    originals = {"pixel_shuffle": F.pixel_shuffle, "grid_sample": F.grid_sample}
 
     def pixel_shuffle(x, upscale_factor, data_format="NCHW", name=None):
         if data_format != "NCHW":
-            return original(x, upscale_factor, data_format, name)
+            return originals["pixel_shuffle"](x, upscale_factor, data_format, name)
         r = int(upscale_factor)
         n, c, h, w = (int(d) for d in x.shape)
         y = x.reshape([n, c // (r * r), r, r, h, w]).transpose([0, 1, 4, 2, 5, 3])
         return y.reshape([n, c // (r * r), h * r, w * r])
 
-    F.pixel_shuffle = pixel_shuffle
+    def grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True, name=None):
+        from paddle.base.layer_helper import LayerHelper
+
+        if not isinstance(x, paddle.base.framework.Variable):  # eager or PIR: Paddle's own
+            return originals["grid_sample"](x, grid, mode, padding_mode, align_corners, name)
+        helper = LayerHelper("grid_sample")
+        out = helper.create_variable_for_type_inference(x.dtype)
+        helper.append_op(type="grid_sampler", inputs={"X": x, "Grid": grid}, outputs={"Output": out},
+                         attrs={"mode": mode, "padding_mode": padding_mode, "align_corners": align_corners,
+                                "use_cudnn": False})
+        return out
+
+    def unary(op_type: str, original):
+        def op(x, name=None):
+            from paddle.base.layer_helper import LayerHelper
+
+            if not isinstance(x, paddle.base.framework.Variable):
+                return original(x, name=name)
+            helper = LayerHelper(op_type)
+            out = helper.create_variable_for_type_inference(x.dtype)
+            helper.append_op(type=op_type, inputs={"X": x}, outputs={"Out": out})
+            return out
+
+        return op
+
+    # (module, attribute, replacement): put back in reverse order
+    patches = [(F, "pixel_shuffle", pixel_shuffle), (F, "grid_sample", grid_sample)]
+    for module, names in ((paddle, ("tanh",)), (F, ("tanh", "sigmoid"))):
+        for attr in names:
+            patches.append((module, attr, unary(attr, getattr(module, attr))))
+    saved = [(module, attr, getattr(module, attr)) for module, attr, _ in patches]
+    for module, attr, replacement in patches:
+        setattr(module, attr, replacement)
     try:
         yield
     finally:
-        F.pixel_shuffle = original
+        for module, attr, original in reversed(saved):
+            setattr(module, attr, original)
 
 
 def _default_cache_root() -> Path:
@@ -316,9 +363,9 @@ class _ProgramStore:
             legacy: bool = False) -> Path:
         """Folder holding the static program of ``layer`` for inputs of ``shapes`` (float32).
 
-        ``legacy``: a ``model.pdmodel`` (ProgramDesc) program, with ``pixel_shuffle`` written as
-        reshape/transpose, for converters that read neither PIR programs nor that op (OpenVINO's
-        Paddle frontend); raises if Paddle cannot export ``layer`` that way.
+        ``legacy``: a ``model.pdmodel`` (ProgramDesc) program traced with :func:`_legacy_tracing`,
+        for converters that read no PIR programs (OpenVINO's Paddle frontend); raises if Paddle
+        cannot export ``layer`` that way.
         """
         import paddle
 
@@ -326,6 +373,7 @@ class _ProgramStore:
                 "input_shapes": [list(s) for s in shapes], **_paddle_identity()}
         if legacy:
             meta["ir"] = "legacy"
+            meta["tracing"] = LEGACY_TRACING
             part = f"{part}.legacy"
         key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
         shape_label = "_".join("x".join(str(d) for d in s) for s in shapes)
@@ -362,7 +410,7 @@ class _ProgramStore:
                         # Paddle 2.6 writes legacy programs anyway (and has no OldIrGuard)
                         old_ir = getattr(getattr(paddle, "pir_utils", None), "OldIrGuard", contextlib.nullcontext)
                         try:
-                            with old_ir(), _pixel_shuffle_as_reshape():
+                            with old_ir(), _legacy_tracing():
                                 paddle.jit.save(layer, str(tmp / "model"), input_spec=specs)
                         except Exception as exc:
                             lines = str(exc).strip().splitlines()

@@ -1,8 +1,8 @@
 """The segmented CPU runner: the network's own forward runs eagerly and calls a small static program
-for every parameterised child layer, deformable convolutions split over threads, and the stages a
-model declares per frame (its ``engine_segments(plain, segment)`` hook: ``segment(path, layer,
-scale)`` returns a callable running ``layer`` as a program on row strips) as programs run in strips.
-The engine knows no model by name."""
+for every parameterised child layer, deformable convolutions run by the compiled kernel (or split
+over threads), and the stages a model declares (its ``engine_segments(plain, segment)`` hook:
+``segment(path, layer, scale)`` returns a callable running ``layer`` as a program, whole or in row
+strips) as programs. The engine knows no model by name."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -41,21 +41,26 @@ class _SegmentedRunner:
         # The model's own plan for stages that run per frame (MSVSR's x4 stages), if it has one:
         # it hands them to ``segment`` as layers of its own, which run in row strips.
         plan = getattr(self.net, "engine_segments", None)
-        self.segments = plan(_static_copy(net), self.strip_segment) if plan is not None else []
+        self.segments = plan(_static_copy(net), self.stage_segment) if plan is not None else []
         self.segments += _install_segments(self.net, self)
         if not self.segments:
             raise ValueError(f"{_WHO}: {type(net).__name__} has no parameterised child layer to run segmented; "
                              "use segmented=False")
         self.predictors: dict[tuple, "paddle_inference._Predictor"] = {}
 
-    def strip_segment(self, path: str, layer: "paddle.nn.Layer", scale: int):
-        """``layer(x, *feats)`` (per frame, convolutions of bounded reach, output ``scale`` times the
-        input's height) as a static program run on row strips of at most :data:`STRIP_PIXELS`
+    def stage_segment(self, path: str, layer: "paddle.nn.Layer", scale: int | None):
+        """A stage a model declares, as a static program (one per input shapes).
+
+        ``scale=None``: ``layer(*inputs)`` runs whole, with any number of outputs. ``scale`` an
+        integer: ``layer(x, *feats)`` (per frame, convolutions of bounded reach, one output
+        ``scale`` times the input's height) runs on row strips of at most :data:`STRIP_PIXELS`
         input pixels with :data:`STRIP_HALO` rows of context, cropped and joined: the same result
         (rounding-level) with memory bounded by the strip, not the frame."""
         import paddle
 
         segment = _make_segment(path, layer, self)
+        if scale is None:
+            return segment
 
         def run(x, *feats):
             h, w = feats[0].shape[-2:]
@@ -206,6 +211,28 @@ def _ParallelDeformConv(layer: "paddle.nn.Layer", runner: _SegmentedRunner) -> "
     return ParallelDeformConv()
 
 
+def as_array(tensor: "paddle.Tensor") -> np.ndarray:
+    """A CPU tensor's values as a numpy array without a copy where it can be had (DLPack: the
+    array shares the tensor's memory and keeps it alive), else ``tensor.numpy()``."""
+    try:
+        return np.from_dlpack(tensor)
+    except (TypeError, BufferError, RuntimeError, AttributeError):
+        return tensor.numpy()
+
+
+def as_tensor(array: np.ndarray) -> "paddle.Tensor":
+    """A numpy array the caller hands over (a program's fresh output) as a CPU tensor, without a
+    copy where DLPack allows (the tensor keeps the array alive), else ``paddle.to_tensor``."""
+    import paddle
+
+    if array.flags.c_contiguous and array.flags.writeable and array.dtype == np.float32:
+        try:
+            return paddle.utils.dlpack.from_dlpack(array)
+        except (TypeError, BufferError, RuntimeError, AttributeError):
+            pass
+    return paddle.to_tensor(array, place=paddle.CPUPlace())
+
+
 def _make_segment(path: str, layer: "paddle.nn.Layer", runner: _SegmentedRunner) -> "paddle.nn.Layer":
     import paddle
 
@@ -220,14 +247,14 @@ def _make_segment(path: str, layer: "paddle.nn.Layer", runner: _SegmentedRunner)
             if kwargs or not args or not all(isinstance(a, paddle.Tensor) for a in args):
                 return self.layer(*args, **kwargs)  # not a plain tensor call: stay eager
             n = args[0].shape[0]
+            arrays = [as_array(a) for a in args]
             if n > 1 and all(len(a.shape) > 0 and a.shape[0] == n for a in args):
                 # one sample at a time: exact (segments are batch-independent), bounded memory
-                arrays = [a.numpy() for a in args]
                 parts = [self._run([arr[i:i + 1] for arr in arrays]) for i in range(n)]
                 outs = [np.concatenate(chunk, axis=0) for chunk in zip(*parts)]
             else:
-                outs = self._run([a.numpy() for a in args])
-            tensors = [paddle.to_tensor(o, place=paddle.CPUPlace()) for o in outs]
+                outs = self._run(arrays)
+            tensors = [as_tensor(o) for o in outs]
             return tensors[0] if len(tensors) == 1 else tuple(tensors)
 
         def _run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:

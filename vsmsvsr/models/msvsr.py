@@ -177,13 +177,18 @@ class ReAlignmentModule(nn.Layer):
         self.dcn = DeformConv2D(in_channels, out_channels, kernel_size=kernel_size, padding=padding,
                                 deformable_groups=deformable_groups)
 
-    def forward(self, x: paddle.Tensor, flow: paddle.Tensor, feat_current: paddle.Tensor,
-                pre_offset: paddle.Tensor, pre_mask: paddle.Tensor) -> paddle.Tensor:
-        pre_feat = self.mdconv(x, pre_offset, pre_mask)
+    def offsets(self, pre_feat: paddle.Tensor, feat_current: paddle.Tensor, flow: paddle.Tensor,
+                pre_offset: paddle.Tensor, pre_mask: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """The (offset, mask) of ``dcn``, from ``pre_feat = mdconv(x, pre_offset, pre_mask)``."""
         out = self.conv_offset(paddle.concat([pre_feat, feat_current, flow], axis=1))
         o1, o2, mask = paddle.chunk(out, 3, axis=1)
         offset = 10 * paddle.tanh(paddle.concat((o1, o2), axis=1)) + pre_offset
-        mask = (F.sigmoid(mask) + pre_mask) / 2.0
+        return offset, (F.sigmoid(mask) + pre_mask) / 2.0
+
+    def forward(self, x: paddle.Tensor, flow: paddle.Tensor, feat_current: paddle.Tensor,
+                pre_offset: paddle.Tensor, pre_mask: paddle.Tensor) -> paddle.Tensor:
+        pre_feat = self.mdconv(x, pre_offset, pre_mask)
+        offset, mask = self.offsets(pre_feat, feat_current, flow, pre_offset, pre_mask)
         return self.dcn(x, offset, mask)
 
 
@@ -275,6 +280,26 @@ class ModifiedSPyNet(nn.Layer):
 
 # --------------------------------------------------------------------------------------------
 # MSVSR
+
+
+class _Step(nn.Layer):
+    """One of MSVSR's step methods as a layer of its own (for ``MSVSR.engine_segments``):
+    ``forward(*inputs)`` = ``method(model, *args, *inputs)``, or with ``packed``,
+    ``method(model, *args, list(inputs))``. ``model`` is registered, so the step's parameters
+    are the layer's."""
+
+    def __init__(self, method: Callable, model: nn.Layer, *args: str, packed: bool = False) -> None:
+        super().__init__()
+        self.model = model
+        self._method, self._args, self._packed = method, args, packed
+
+    # named parameters, not *inputs: Paddle's tracer maps input specs onto a real signature
+    def forward(self, x0: paddle.Tensor, x1: paddle.Tensor | None = None, x2: paddle.Tensor | None = None,
+                x3: paddle.Tensor | None = None, x4: paddle.Tensor | None = None, x5: paddle.Tensor | None = None):
+        inputs = [x for x in (x0, x1, x2, x3, x4, x5) if x is not None]
+        if self._packed:
+            return self._method(self.model, *self._args, list(inputs))
+        return self._method(self.model, *self._args, *inputs)
 
 
 class MSVSR(nn.Layer):
@@ -428,6 +453,43 @@ class MSVSR(nn.Layer):
         """Offset-head input: the flow-warped neighbour next to the current feature."""
         return paddle.concat([flow_warp(feat_prop, flow.transpose([0, 2, 3, 1])), feat_current], axis=1)
 
+    # The steps below are the per-frame pieces between deformable convolutions. They are methods
+    # of their own so that ``engine_segments`` can run each as one compiled program.
+
+    def _aligner(self, name: str) -> AlignmentModule | ReAlignmentModule:
+        return self.stage1_align if name == "stage1" else self.deform_align[name]
+
+    def _align_offsets(self, name: str, feat_prop: paddle.Tensor, feat_current: paddle.Tensor,
+                       flow: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """Stage 1/2: the (offset, mask) aligning ``feat_prop`` to ``feat_current`` along ``flow``."""
+        return self._aligner(name).offsets(self._cond(feat_prop, feat_current, flow), flow)
+
+    def _realign_offsets(self, name: str, pre_feat: paddle.Tensor, feat_current: paddle.Tensor, flow: paddle.Tensor,
+                         pre_offset: paddle.Tensor, pre_mask: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """Stage 3: the (offset, mask) refined from stage 2's pair."""
+        return self.deform_align[name].offsets(pre_feat, feat_current, flow, pre_offset, pre_mask)
+
+    def _fuse(self, name: str, feats: list[paddle.Tensor]) -> paddle.Tensor:
+        """Stage 2/3: the propagated feature (last of ``feats``) plus the branch's residual."""
+        return feats[-1] + self.backbone[name](paddle.concat(feats, axis=1))
+
+    def _fuse_stage1(self, feats: list[paddle.Tensor]) -> paddle.Tensor:
+        return self.stage1_blocks(paddle.concat(feats, axis=1))
+
+    def _align(self, name: str, feat_prop: paddle.Tensor, feat_current: paddle.Tensor,
+               flow: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
+        """Stage 1/2 alignment (``AlignmentModule.forward``): (aligned feature, offset, mask)."""
+        offset, mask = self._align_offsets(name, feat_prop, feat_current, flow)
+        return self._aligner(name).dcn(feat_prop, offset, mask), offset, mask
+
+    def _realign(self, name: str, feat_prop: paddle.Tensor, flow: paddle.Tensor, feat_current: paddle.Tensor,
+                 pre_offset: paddle.Tensor, pre_mask: paddle.Tensor) -> paddle.Tensor:
+        """Stage 3 alignment (``ReAlignmentModule.forward``)."""
+        align = self.deform_align[name]
+        pre_feat = align.mdconv(feat_prop, pre_offset, pre_mask)
+        offset, mask = self._realign_offsets(name, pre_feat, feat_current, flow, pre_offset, pre_mask)
+        return align.dcn(feat_prop, offset, mask)
+
     # ---------------------------------------------------------------- stages
 
     def stage1(self, spatial: list[paddle.Tensor], flows_backward: list[paddle.Tensor],
@@ -438,18 +500,14 @@ class MSVSR(nn.Layer):
         for idx in range(t - 1, -1, -1):
             feat_current = spatial[idx]
             if idx < t - 1:
-                flow = flows_backward[idx]
-                cond = self._cond(spatial[idx + 1], feat_current, flow)
-                feat_next, _, _ = self.stage1_align(spatial[idx + 1], cond, flow)
+                feat_next, _, _ = self._align("stage1", spatial[idx + 1], feat_current, flows_backward[idx])
             else:
                 feat_next = paddle.zeros_like(feat_current)
             if idx > 0:
-                flow = flows_forward[idx - 1]
-                cond = self._cond(spatial[idx - 1], feat_current, flow)
-                feat_prev, _, _ = self.stage1_align(spatial[idx - 1], cond, flow)
+                feat_prev, _, _ = self._align("stage1", spatial[idx - 1], feat_current, flows_forward[idx - 1])
             else:
                 feat_prev = paddle.zeros_like(feat_current)
-            out[idx] = self.stage1_blocks(paddle.concat([feat_current, feat_next, feat_prev], axis=1))
+            out[idx] = self._fuse_stage1([feat_current, feat_next, feat_prev])
         return out
 
     def _propagate(self, name: str, currents: list[paddle.Tensor], earlier: list[list[paddle.Tensor]],
@@ -466,20 +524,18 @@ class MSVSR(nn.Layer):
         order = range(t - 1, -1, -1) if backward else range(t)
         out: list[paddle.Tensor] = [None] * t  # type: ignore[list-item]
         used: list | None = [None] * t if pre is None and self.keep_offsets else None
-        align = self.deform_align[name]
         feat_prop = paddle.zeros_like(currents[order[0]])
         for step, idx in enumerate(order):
             feat_current = currents[idx]
             if step > 0:
                 flow = flows[idx] if backward else flows[idx - 1]
                 if pre is None:
-                    feat_prop, offset, mask = align(feat_prop, self._cond(feat_prop, feat_current, flow), flow)
+                    feat_prop, offset, mask = self._align(name, feat_prop, feat_current, flow)
                     if used is not None:
                         used[idx] = (offset, mask)
                 else:
-                    feat_prop = align(feat_prop, flow, feat_current, *pre(idx))
-            feat = paddle.concat([feat_current] + [f[idx] for f in earlier] + [feat_prop], axis=1)
-            feat_prop = feat_prop + self.backbone[name](feat)
+                    feat_prop = self._realign(name, feat_prop, flow, feat_current, *pre(idx))
+            feat_prop = self._fuse(name, [feat_current] + [f[idx] for f in earlier] + [feat_prop])
             out[idx] = feat_prop
         return out, used
 
@@ -493,12 +549,11 @@ class MSVSR(nn.Layer):
         """
         if kept is not None:
             return kept.__getitem__
-        align = self.deform_align[name]
 
         def pair(idx: int) -> tuple:
             flow = flows[idx] if backward else flows[idx - 1]
             feat_prop = stage2[idx + 1] if backward else stage2[idx - 1]
-            return align.offsets(self._cond(feat_prop, spatial[idx], flow), flow)
+            return self._align_offsets(name, feat_prop, spatial[idx], flow)
 
         return pair
 
@@ -542,51 +597,82 @@ class MSVSR(nn.Layer):
     # ---------------------------------------------------------------- engine plan
 
     def engine_segments(self, plain: "MSVSR", segment) -> list[str]:
-        """Engine hook: run the two per-frame x4 stages as one program per frame each, in row strips.
+        """Engine hook: the stages to run as compiled programs, with the eager glue between them.
 
-        ``auxiliary_stage`` and ``upsample`` work on every frame independently, at up to 4x the
-        input resolution (tensors of 118 MB per frame at 180x320). As layer segments their
-        LeakyReLUs, concatenations and skip additions would run eagerly on one thread and every 4x
-        tensor would be copied in and out of a predictor; as one program per frame they stay inside
-        the compiled program, and in row strips their memory is bounded. ``plain`` is an
-        unsegmented copy whose layers the programs hold; ``segment(path, layer, scale)`` returns a
-        callable running ``layer(lq, *features)`` (per frame, output ``scale`` x the rows) that way.
-        This instance's stage methods are replaced (only for this engine's private copy); returns
-        the segments' names. Nothing is done when the auxiliary images are wanted (``return_aux``).
+        ``segment(path, layer, scale)`` returns a callable running ``layer(*inputs)`` as one
+        program per input shapes: with ``scale`` an integer, in row strips (per-frame layers of
+        bounded reach whose output has ``scale`` times the rows; one output); with ``scale=None``,
+        whole (any number of outputs). ``plain`` is an unsegmented copy whose layers the programs
+        hold. This instance's step methods are replaced (only for this engine's private copy);
+        returns the segments' names.
+
+        * The two per-frame x4 stages (``auxiliary_stage``, ``upsample``), in strips: tensors of
+          118 MB per frame at 180x320; as layer segments their LeakyReLUs, concatenations and skip
+          additions would run eagerly on one thread and every 4x tensor would be copied in and out
+          of a program. Not when the auxiliary images are wanted (``return_aux``).
+        * Every step between two deformable convolutions, whole: the offset heads with the flow
+          warp before them and the tanh/sigmoid/flow terms after them (``_align_offsets``,
+          ``_realign_offsets``), and the branch fusions with their concatenation and residual
+          addition (``_fuse``, ``_fuse_stage1``). Eagerly these small operations took a sixth of a
+          window's time on one thread (measured at 180x320); in a program they are fused and
+          threaded. The deformable convolutions stay with the engine.
         """
-        if self.return_aux:
-            return []
+        names: list[str] = []
 
-        class AuxFrame(nn.Layer):
-            def __init__(self, inner: "MSVSR") -> None:
-                super().__init__()
-                self.inner = inner
+        def whole(path: str, layer: nn.Layer):
+            names.append(path)
+            return segment(path, layer, None)
 
-            def forward(self, lq, spatial, stage1, s2b, s2f):
-                return self.inner.auxiliary_stage(lq, [spatial], [stage1], [s2b], [s2f])[1][0]
-
-        class UpsampleFrame(nn.Layer):
-            def __init__(self, inner: "MSVSR") -> None:
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, lq, spatial, stage1, s2b, s2f, s3b, s3f):
-                return self.inner.upsample(lq, [[spatial], [stage1], [s2b], [s2f], [s3b], [s3f]])
-
-        aux = segment("frame.auxiliary_stage", AuxFrame(plain), 1)
-        up = segment("frame.upsample", UpsampleFrame(plain), 4)
-
-        def auxiliary_stage(lqs, spatial, stage1, s2b, s2f):
-            return None, [aux(lqs[:, i:i + 1], spatial[i], stage1[i], s2b[i], s2f[i]) for i in range(len(spatial))]
-
-        def upsample(lqs, branches):
-            return paddle.concat([up(lqs[:, i:i + 1], *[b[i] for b in branches]) for i in range(lqs.shape[1])],
-                                 axis=1)
+        aligns = {"stage1": whole("step.align_stage1", _Step(MSVSR._align_offsets, plain, "stage1"))}
+        realigns, fuses = {}, {}
+        for name in self.deform_align.keys():
+            if isinstance(self.deform_align[name], ReAlignmentModule):
+                realigns[name] = whole(f"step.realign_{name}", _Step(MSVSR._realign_offsets, plain, name))
+            else:
+                aligns[name] = whole(f"step.align_{name}", _Step(MSVSR._align_offsets, plain, name))
+            fuses[name] = whole(f"step.fuse_{name}", _Step(MSVSR._fuse, plain, name, packed=True))
+        fuse1 = whole("step.fuse_stage1", _Step(MSVSR._fuse_stage1, plain, packed=True))
 
         # instance attributes shadow the methods of this copy only
-        object.__setattr__(self, "auxiliary_stage", auxiliary_stage)
-        object.__setattr__(self, "upsample", upsample)
-        return ["frame.auxiliary_stage", "frame.upsample"]
+        steps = {
+            "_align_offsets": lambda name, *inputs: aligns[name](*inputs),
+            "_realign_offsets": lambda name, *inputs: realigns[name](*inputs),
+            "_fuse": lambda name, feats: fuses[name](*feats),
+            "_fuse_stage1": lambda feats: fuse1(*feats),
+        }
+        if not self.return_aux:
+            class AuxFrame(nn.Layer):
+                def __init__(self, inner: "MSVSR") -> None:
+                    super().__init__()
+                    self.inner = inner
+
+                def forward(self, lq, spatial, stage1, s2b, s2f):
+                    return self.inner.auxiliary_stage(lq, [spatial], [stage1], [s2b], [s2f])[1][0]
+
+            class UpsampleFrame(nn.Layer):
+                def __init__(self, inner: "MSVSR") -> None:
+                    super().__init__()
+                    self.inner = inner
+
+                def forward(self, lq, spatial, stage1, s2b, s2f, s3b, s3f):
+                    return self.inner.upsample(lq, [[spatial], [stage1], [s2b], [s2f], [s3b], [s3f]])
+
+            aux = segment("frame.auxiliary_stage", AuxFrame(plain), 1)
+            up = segment("frame.upsample", UpsampleFrame(plain), 4)
+            names += ["frame.auxiliary_stage", "frame.upsample"]
+
+            def auxiliary_stage(lqs, spatial, stage1, s2b, s2f):
+                return None, [aux(lqs[:, i:i + 1], spatial[i], stage1[i], s2b[i], s2f[i])
+                              for i in range(len(spatial))]
+
+            def upsample(lqs, branches):
+                return paddle.concat([up(lqs[:, i:i + 1], *[b[i] for b in branches])
+                                      for i in range(lqs.shape[1])], axis=1)
+
+            steps.update(auxiliary_stage=auxiliary_stage, upsample=upsample)
+        for attr, fn in steps.items():
+            object.__setattr__(self, attr, fn)
+        return names
 
     # ---------------------------------------------------------------- forward
 
