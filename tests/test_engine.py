@@ -262,6 +262,16 @@ def test_dygraph_on_a_missing_gpu_raises(tmp_path):
         Engine(MODEL, tmp_path / "missing.pdparams", backend="dygraph", device="gpu")
 
 
+def test_model_attributes_are_set_on_the_loaded_model_and_checked(weights, tmp_path):
+    eng = Engine(MODEL, weights, backend="dygraph", model_attributes={"keep_offsets": True})
+    assert eng.model.keep_offsets is True
+    with pytest.raises(ValueError, match="PP-MSVSR has no attribute 'keep_everything'"):
+        Engine(MODEL, weights, backend="dygraph", model_attributes={"keep_everything": True})
+    layer = Engine(MODEL, weights, backend="dygraph").model
+    with pytest.raises(ValueError, match="model_attributes needs a model name"):
+        Engine(layer, backend="dygraph", model_attributes={"keep_offsets": True})
+
+
 def test_unavailable_backend_config_raises(tmp_path):
     if available_backends(3)["gpu"] is None:
         pytest.skip("GPU 3 exists here")
@@ -285,6 +295,8 @@ def test_unavailable_backend_config_raises(tmp_path):
         ({"cache_dir": 5}, TypeError, "cache_dir must be None or a path"),
         ({"backend": Backend.PaddleInferenceCPU(), "threads": 2}, ValueError, "give threads inside the backend"),
         ({"backend": Backend.PaddleInferenceCPU(threads=0)}, ValueError, "backend threads must be >= 1"),
+        ({"model_attributes": ["keep_offsets"]}, TypeError, "model_attributes must be a mapping"),
+        ({"model_attributes": {1: True}}, TypeError, "model_attributes must be a mapping"),
     ],
 )
 def test_bad_arguments_raise_before_reading_weights(kwargs, exc, match, tmp_path):

@@ -213,11 +213,6 @@ def clear(root: Path | None = None, older_than_days: float | None = None) -> lis
 # static programs on disk
 
 
-#: Version of what :func:`_legacy_tracing` rewrites; part of a legacy program's key, so that a
-#: program (or a remembered refusal) traced with other rewrites is not reused.
-LEGACY_TRACING = 3
-
-
 @contextlib.contextmanager
 def _legacy_tracing():
     """While tracing a legacy program, functions written the way converters read them:
@@ -227,8 +222,8 @@ def _legacy_tracing():
     * ``F.grid_sample`` as the legacy ``grid_sampler`` operator (Paddle 3's ``grid_sample`` only
       traces into PIR programs and refuses a legacy Variable; the legacy operator is the same
       kernel, and OpenVINO reads it as its GridSample).
-    * ``paddle.tanh``, ``F.tanh`` and ``F.sigmoid`` as their legacy operators (the same story:
-      Paddle 3.3 calls PIR-only operators for them).
+    * ``tanh``, ``sigmoid``, ``sqrt``, ``square``, ``sum``, ``softmax`` and ``matmul`` as their
+      legacy operators (the same story: Paddle 3.3 calls PIR-only operators for them).
     """
     import paddle
     import paddle.nn.functional as F
@@ -268,9 +263,49 @@ def _legacy_tracing():
 
         return op
 
+    def matmul(x, y, transpose_x=False, transpose_y=False, name=None):
+        from paddle.base.layer_helper import LayerHelper
+
+        if not isinstance(x, paddle.base.framework.Variable):
+            return originals["matmul"](x, y, transpose_x, transpose_y, name)
+        helper = LayerHelper("matmul_v2")
+        out = helper.create_variable_for_type_inference(x.dtype)
+        helper.append_op(type="matmul_v2", inputs={"X": x, "Y": y}, outputs={"Out": out},
+                         attrs={"trans_x": transpose_x, "trans_y": transpose_y})
+        return out
+
+    def reduce_sum(x, axis=None, dtype=None, keepdim=False, name=None):
+        from paddle.base.layer_helper import LayerHelper
+
+        if not isinstance(x, paddle.base.framework.Variable) or dtype is not None:
+            return originals["sum"](x, axis, dtype, keepdim, name)
+        axes = [] if axis is None else [axis] if isinstance(axis, int) else list(axis)
+        helper = LayerHelper("reduce_sum")
+        out = helper.create_variable_for_type_inference(x.dtype)
+        helper.append_op(type="reduce_sum", inputs={"X": x}, outputs={"Out": out},
+                         attrs={"dim": axes or [0], "keep_dim": keepdim, "reduce_all": not axes})
+        return out
+
+    def softmax(x, axis=-1, dtype=None, name=None):
+        from paddle.base.layer_helper import LayerHelper
+
+        if not isinstance(x, paddle.base.framework.Variable) or dtype is not None:
+            return originals["softmax"](x, axis, dtype, name)
+        helper = LayerHelper("softmax")
+        out = helper.create_variable_for_type_inference(x.dtype)
+        helper.append_op(type="softmax", inputs={"X": x}, outputs={"Out": out}, attrs={"axis": axis})
+        return out
+
+    originals.update(matmul=paddle.matmul, sum=paddle.sum, softmax=F.softmax)
     # (module, attribute, replacement): put back in reverse order
-    patches = [(F, "pixel_shuffle", pixel_shuffle), (F, "grid_sample", grid_sample)]
-    for module, names in ((paddle, ("tanh",)), (F, ("tanh", "sigmoid"))):
+    patches = [(F, "pixel_shuffle", pixel_shuffle), (F, "grid_sample", grid_sample), (paddle, "matmul", matmul),
+               (paddle, "sum", reduce_sum), (F, "softmax", softmax)]
+    def square(x, name=None):  # x * x: the same values; OpenVINO reads no legacy square
+        return x * x if isinstance(x, paddle.base.framework.Variable) else originals["square"](x, name=name)
+
+    originals["square"] = paddle.square
+    patches.append((paddle, "square", square))
+    for module, names in ((paddle, ("tanh", "sqrt")), (F, ("tanh", "sigmoid"))):
         for attr in names:
             patches.append((module, attr, unary(attr, getattr(module, attr))))
     saved = [(module, attr, getattr(module, attr)) for module, attr, _ in patches]
@@ -281,6 +316,13 @@ def _legacy_tracing():
     finally:
         for module, attr, original in reversed(saved):
             setattr(module, attr, original)
+
+
+def _legacy_tracing_digest() -> str:
+    """A digest of :func:`_legacy_tracing`'s source: part of a legacy program's key, so that a
+    program (or a remembered refusal) traced with other rewrites is never reused."""
+
+    return hashlib.sha256(inspect.getsource(_legacy_tracing).encode()).hexdigest()[:12]
 
 
 def _default_cache_root() -> Path:
@@ -373,7 +415,7 @@ class _ProgramStore:
                 "input_shapes": [list(s) for s in shapes], **_paddle_identity()}
         if legacy:
             meta["ir"] = "legacy"
-            meta["tracing"] = LEGACY_TRACING
+            meta["tracing"] = _legacy_tracing_digest()
             part = f"{part}.legacy"
         key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
         shape_label = "_".join("x".join(str(d) for d in s) for s in shapes)

@@ -116,6 +116,8 @@ class Engine(_Runner):
             ``"fp16"`` (GPU backends). With a backend name only.
         threads: math-library threads (with a backend name only; see the module docstring).
         cache_dir: folder of the static programs (default ``vsmsvsr.weights.cache_dir()/static``).
+        model_attributes: with a model name, attributes set on the loaded model before the
+            backend takes it (a ``ModelSpec.spare``'s, for example: same numbers, more memory).
 
     Every argument is validated, and the backend probed, before weights are read. Errors:
     ``TypeError``/``ValueError`` (``vsmsvsr.weights.WeightsError`` for bad weights). A failure of
@@ -132,7 +134,8 @@ class Engine(_Runner):
 
     def __init__(self, model: ModelArg, weights: Any = None, *, backend: BackendLike = "auto",
                  device: str | None = None, fp16: bool = False, threads: int | None = None,
-                 cache_dir: str | os.PathLike[str] | None = None, precision: str | None = None) -> None:
+                 cache_dir: str | os.PathLike[str] | None = None, precision: str | None = None,
+                 model_attributes: Mapping[str, Any] | None = None) -> None:
         paddle = load_paddle()
 
         # ---- validate everything before touching weights
@@ -147,6 +150,12 @@ class Engine(_Runner):
         if weights is not None and not isinstance(weights, (str, os.PathLike, Mapping)):
             raise TypeError(f"{_WHO}: weights must be None, a file path or a state dict, got {type(weights).__name__}")
         _check_threads(threads, "threads")
+        if model_attributes is not None:
+            if not isinstance(model, str):
+                raise ValueError(f"{_WHO}: model_attributes needs a model name (set them on the Layer yourself)")
+            if not isinstance(model_attributes, Mapping) or not all(isinstance(k, str) for k in model_attributes):
+                raise TypeError(f"{_WHO}: model_attributes must be a mapping of attribute names to values, "
+                                f"got {type(model_attributes).__name__}")
         if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
             raise TypeError(f"{_WHO}: cache_dir must be None or a path, got {type(cache_dir).__name__}")
         choice = choose_backend(backend, device, fp16, threads, loads_model=isinstance(model, str),
@@ -160,6 +169,10 @@ class Engine(_Runner):
             self.model = load_model(model, weights, device=choice.load_device)
             if hasattr(self.model, "return_aux"):
                 self.model.return_aux = False  # our own instance: skip stacking the aux images
+            for attr, value in (model_attributes or {}).items():
+                if not hasattr(self.model, attr):
+                    raise ValueError(f"{_WHO}: {model} has no attribute {attr!r} (model_attributes)")
+                setattr(self.model, attr, value)
         else:
             self.model_name = type(model).__name__
             self.model = model

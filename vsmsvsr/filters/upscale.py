@@ -18,6 +18,7 @@ from vsmsvsr.temporal import check_grid, clamp_grid
 
 if TYPE_CHECKING:  # pragma: no cover
     from vsmsvsr.engine.memory import MemoryPlan
+    from vsmsvsr.models import Spare
 
 core = vs.core
 log = logging.getLogger("vsmsvsr.filters")
@@ -69,6 +70,24 @@ def _plan(width: int, height: int, num_frames: int, model: str, window: int, ove
     return plan_tiles(cost, label=model, width=width, height=height, frames=frames, budget=budget[0],
                       budget_source=budget[1], backend=backend_name, tile_overlap=tile_overlap, min_tile=MIN_TILE,
                       min_size=MIN_SIZE, tile=tile)
+
+
+def _spare(model: str, memory: "MemoryPlan") -> "Spare | None":
+    """The model's :class:`~vsmsvsr.models.Spare` when whole frames fit the budget with its extra
+    memory too (logged), else None. Either way the frames are the same; this only saves work."""
+    from vsmsvsr.engine import MIN_SIZE
+    from vsmsvsr.engine.memory import format_bytes
+    from vsmsvsr.models import get_spec
+
+    spare = get_spec(model).spare
+    if spare is None or memory.tile != 0 or not memory.fits:
+        return None
+    extra = int(spare.per_frame_pixel * memory.frames * max(memory.height, MIN_SIZE) * max(memory.width, MIN_SIZE))
+    if memory.estimate + extra > memory.budget:
+        return None
+    log.info("%s: %s keeps what it would recompute (%s more; %s of %s)", FUNC, model, format_bytes(extra),
+             format_bytes(memory.estimate + extra), format_bytes(memory.budget))
+    return spare
 
 
 def plan(clip: vs.VideoNode, model: str = "PP-MSVSR", window: int = DEFAULT_WINDOW, overlap: int = DEFAULT_OVERLAP,
@@ -172,6 +191,7 @@ def Upscale(
     from vsmsvsr.models import get_spec
 
     choice, budget = backend_and_budget(backend, device, False, precision, max_memory, FUNC)
+    spare = None
     if tile is not None and not get_spec(model).memory:  # nothing to plan, and nothing needed
         log.info("%s: %s has no memory model; tile=%d as given", FUNC, model, tile)
         chosen = tile
@@ -185,9 +205,11 @@ def Upscale(
             require_fit(memory, FUNC, f"Give more max_memory, or a shorter window/overlap (now {window}/{overlap}: "
                                       f"{memory.frames} frames per window).", is_explicit(max_memory))
         chosen = memory.tile
+        spare = _spare(model, memory)
 
     with named_errors(FUNC):
-        engine = Engine(model, weights, backend=backend, device=device, precision=precision)
+        engine = Engine(model, weights, backend=backend, device=device, precision=precision,
+                        model_attributes=spare.attributes if spare is not None else None)
     runner = functools.partial(run_window, engine, scale=SCALE, tile=chosen, tile_overlap=tile_overlap)
 
     # --- graph: work clip -> windows -> back to the input's format ---

@@ -24,7 +24,7 @@ from vsmsvsr.device import cuda_problem, parse_device
 if TYPE_CHECKING:  # pragma: no cover
     import paddle
 
-__all__ = ["ModelSpec", "MODEL_SPECS", "TASKS", "parse_device", "list_models", "models_for", "check_model", "get_spec", "build_model",
+__all__ = ["ModelSpec", "Spare", "MODEL_SPECS", "TASKS", "parse_device", "list_models", "models_for", "check_model", "get_spec", "build_model",
            "load_model", "expected_shapes", "check_weights_file"]
 
 #: What a model does; each filter serves one task (see :func:`models_for`).
@@ -61,6 +61,8 @@ class ModelSpec:
             :mod:`vsmsvsr.engine.memory`): ``{family: MemoryModel}``, measured on this project's
             CPU machine by ``bench/calibrate_memory.py``. The filters plan tiles and check budgets
             with it.
+        spare: work the model can skip by keeping intermediate results, where the memory budget
+            has room for them (a :class:`Spare`; ``None``: nothing to trade).
         description: one line for listings.
     """
 
@@ -73,6 +75,7 @@ class ModelSpec:
     reader: str | None = None
     adapter: str | None = None
     memory: Mapping[str, Any] = field(default_factory=dict)
+    spare: "Spare | None" = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -137,15 +140,39 @@ _DEEPREMASTER_MEMORY = {"openvino": MemoryModel(2.203e+09, 354.2, attention=0.00
 _DAIN_MEMORY = {"openvino": MemoryModel(1.126e+09, 2709), "cpu": MemoryModel(1.068e+09, 2488),
                 "dygraph": MemoryModel(5.368e+08, 2411)}
 
+@dataclass(frozen=True)
+class Spare:
+    """Memory a model can spend to skip recomputation, with the same numbers.
+
+    Attributes:
+        per_frame_pixel: extra peak bytes per frame of a call and network pixel.
+        attributes: set on the loaded model to keep the results (read-only mapping).
+    """
+
+    per_frame_pixel: float
+    attributes: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "attributes", MappingProxyType(dict(self.attributes)))
+
+
+# MSVSR keeps stage 2's offsets and masks for stage 3 instead of recomputing them (about 6 % of a
+# window's time at 180x320): 2 directions x 27 x deform_groups float32 channels per frame.
+_MSVSR_SPARE = Spare(2 * 27 * 4 * 4, {"keep_offsets": True})
+_MSVSR_L_SPARE = Spare(2 * 27 * 8 * 4, {"keep_offsets": True})
+
 #: All models by name, in listing order.
 MODEL_SPECS: Mapping[str, ModelSpec] = MappingProxyType({
     spec.name: spec
     for spec in (
         ModelSpec("PP-MSVSR", "vsr", _MSVSR, {}, weights="PP-MSVSR", container=_GENERATOR, memory=_MSVSR_MEMORY,
+                  spare=_MSVSR_SPARE,
                   description="PP-MSVSR x4 video super-resolution, REDS (bicubic degradation), 1.45 M parameters"),
         ModelSpec("PP-MSVSR-L", "vsr", _MSVSR, _MSVSR_L_KWARGS, weights="PP-MSVSR-L", container=_GENERATOR, memory=_MSVSR_L_MEMORY,
+                  spare=_MSVSR_L_SPARE,
                   description="PP-MSVSR-L x4 video super-resolution, REDS, larger and slower, 7.42 M parameters"),
         ModelSpec("PP-MSVSR-BD", "vsr", _MSVSR, {}, weights="PP-MSVSR-BD", container=_GENERATOR, memory=_MSVSR_MEMORY,
+                  spare=_MSVSR_SPARE,
                   description="PP-MSVSR x4 video super-resolution, Vimeo90K (blur + downsampling degradation)"),
         ModelSpec("DeOldify", "colorize", "vsmsvsr.models.deoldify:DeOldify", {"model_type": "stable"}, weights="DeOldify",
                   adapter="vsmsvsr.models.deoldify:ADAPTER", memory=_DEOLDIFY_MEMORY,

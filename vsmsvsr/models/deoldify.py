@@ -198,7 +198,8 @@ class SelfAttention(nn.Layer):
         # beta[i, j] = softmax over the query positions i (axis 1) of f_i . g_j, as in PaddleGAN
         beta = F.softmax(paddle.matmul(f, g, transpose_x=True), axis=1)  # (B, N, N)
         out = self.gamma * paddle.matmul(h, beta) + flat
-        return paddle.reshape(out, paddle.shape(x))
+        # static sizes as numbers (converters read a constant shape), unknown ones as a tensor
+        return paddle.reshape(out, list(x.shape) if min(x.shape) >= 0 else paddle.shape(x))
 
 
 @paddle.jit.not_to_static  # plain Python on static shapes: no traced control flow

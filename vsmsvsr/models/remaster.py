@@ -122,7 +122,8 @@ class SourceReferenceAttention(nn.Layer):
         energy = paddle.matmul(query, key, transpose_x=True)               # (B, Ns, Nr)
         attention = F.softmax(energy, axis=-1)
         out = paddle.matmul(value, attention, transpose_y=True)            # (B, C, Ns)
-        out = paddle.reshape(out, paddle.shape(source))
+        # static sizes as numbers (converters read a constant shape), unknown ones as a tensor
+        out = paddle.reshape(out, list(source.shape) if min(source.shape) >= 0 else paddle.shape(source))
         return self.gamma * out + source
 
 
