@@ -112,6 +112,44 @@ def test_outputs_match_paddlegan_golden(outputs, name, case):
     assert_close_to_golden(outputs(name, case), golden(SPEC_OF[name], case, "out"), f"{name}/{case} out")
 
 
+@pytest.mark.parametrize("name", list(SPEC_OF))
+def test_openvino_compiles_the_whole_model_and_matches_paddlegan_golden(models, outputs, name, tmp_path, caplog):
+    """DeOldify as one OpenVINO program (spectral norm, self-attention: matmul, softmax, sum,
+    square and sqrt traced as legacy operators), checked when built, within the spec of PaddleGAN's
+    golden output and of dygraph."""
+    import logging
+
+    from vsmsvsr.engine import LayerRunner, available_backends, choose_backend
+    from vsmsvsr.engine import openvino as ov_backend
+
+    if available_backends()["openvino"] is not None:
+        pytest.skip(f"OpenVINO cannot run here: {available_backends()['openvino']}")
+    x = golden(SPEC_OF[name], "a", "main")  # 64x64 (at 80x48 the check refuses it, see below)
+    run = LayerRunner(models[name], choose_backend("openvino"), label=name, cache_dir=tmp_path)
+    with caplog.at_level(logging.INFO, logger="vsmsvsr.engine"):
+        (got,) = run(x)
+    assert not run._runner.refused, run._runner.refused
+    assert isinstance(run._runner.programs[(x.shape,)], ov_backend.CompiledSegment)
+    assert_close_to_golden(got, golden(SPEC_OF[name], "a", "out"), f"{name} on OpenVINO vs PaddleGAN")
+    assert_close_to_golden(got, outputs(name, "a"), f"{name} on OpenVINO vs dygraph")
+
+
+def test_odd_sizes_where_openvino_resizes_differently_are_refused_by_the_check(models, outputs, tmp_path):
+    """At 80x48 the decoder resizes (nearest) to odd skip sizes, which OpenVINO computes differently
+    (rel-L2 ~1e-2 on the keyed weights): the build-time check refuses the program and Paddle
+    Inference gives PaddleGAN's numbers."""
+    from vsmsvsr.engine import LayerRunner, available_backends, choose_backend
+
+    if available_backends()["openvino"] is not None:
+        pytest.skip(f"OpenVINO cannot run here: {available_backends()['openvino']}")
+    x = golden("deoldify_artistic", "b", "main")
+    run = LayerRunner(models["DeOldify-artistic"], choose_backend("openvino"), label="DeOldify-artistic",
+                      cache_dir=tmp_path)
+    (got,) = run(x)
+    assert "differs from the eager layer" in run._runner.refused
+    assert_close_to_golden(got, golden("deoldify_artistic", "b", "out"), "DeOldify-artistic refused by OpenVINO")
+
+
 def test_normalised_kernels_follow_the_loaded_weights(models, outputs):
     """Spectral and weight norm divide out the scale of weight_orig / weight_v at every forward."""
     model = models["DeOldify-artistic"]

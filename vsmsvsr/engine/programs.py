@@ -219,98 +219,71 @@ def _legacy_tracing():
 
     * ``F.pixel_shuffle`` (also behind ``nn.PixelShuffle``) as reshape + transpose, the same
       permutation of the same values (exact): OpenVINO's Paddle frontend has no ``pixel_shuffle``.
-    * ``F.grid_sample`` as the legacy ``grid_sampler`` operator (Paddle 3's ``grid_sample`` only
-      traces into PIR programs and refuses a legacy Variable; the legacy operator is the same
-      kernel, and OpenVINO reads it as its GridSample).
-    * ``tanh``, ``sigmoid``, ``sqrt``, ``square``, ``sum``, ``softmax`` and ``matmul`` as their
-      legacy operators (the same story: Paddle 3.3 calls PIR-only operators for them).
+    * ``grid_sample``, ``tanh``, ``sigmoid``, ``sqrt``, ``sum``, ``softmax`` and ``matmul`` as their
+      legacy operators: Paddle 3.3 calls PIR-only operators for them and refuses a legacy Variable;
+      the legacy operators are the same kernels, and OpenVINO reads them.
+    * ``square`` as ``x * x`` (the same values; OpenVINO reads no legacy ``square``).
+
+    Anything that is not a legacy Variable (eager tensors, PIR values) goes to Paddle's own function.
     """
     import paddle
     import paddle.nn.functional as F
+    from paddle.base.framework import Variable
+    from paddle.base.layer_helper import LayerHelper
 
-    originals = {"pixel_shuffle": F.pixel_shuffle, "grid_sample": F.grid_sample}
+    def legacy(op_type: str, inputs: dict, attrs: dict | None = None, out: str = "Out"):
+        helper = LayerHelper(op_type)
+        result = helper.create_variable_for_type_inference(next(iter(inputs.values())).dtype)
+        helper.append_op(type=op_type, inputs=inputs, outputs={out: result}, attrs=attrs or {})
+        return result
+
+    def rewrite(module, attr: str, traced):
+        """``module.attr`` calls ``traced`` on a legacy Variable (first argument), else the original."""
+        original = getattr(module, attr)
+
+        def fn(x, *args, **kwargs):
+            return traced(x, *args, **kwargs) if isinstance(x, Variable) else original(x, *args, **kwargs)
+
+        return module, attr, fn
 
     def pixel_shuffle(x, upscale_factor, data_format="NCHW", name=None):
-        if data_format != "NCHW":
-            return originals["pixel_shuffle"](x, upscale_factor, data_format, name)
         r = int(upscale_factor)
+        if data_format != "NCHW":
+            return legacy("pixel_shuffle", {"X": x}, {"upscale_factor": r, "data_format": data_format})
         n, c, h, w = (int(d) for d in x.shape)
         y = x.reshape([n, c // (r * r), r, r, h, w]).transpose([0, 1, 4, 2, 5, 3])
         return y.reshape([n, c // (r * r), h * r, w * r])
 
     def grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True, name=None):
-        from paddle.base.layer_helper import LayerHelper
-
-        if not isinstance(x, paddle.base.framework.Variable):  # eager or PIR: Paddle's own
-            return originals["grid_sample"](x, grid, mode, padding_mode, align_corners, name)
-        helper = LayerHelper("grid_sample")
-        out = helper.create_variable_for_type_inference(x.dtype)
-        helper.append_op(type="grid_sampler", inputs={"X": x, "Grid": grid}, outputs={"Output": out},
-                         attrs={"mode": mode, "padding_mode": padding_mode, "align_corners": align_corners,
-                                "use_cudnn": False})
-        return out
-
-    def unary(op_type: str, original):
-        def op(x, name=None):
-            from paddle.base.layer_helper import LayerHelper
-
-            if not isinstance(x, paddle.base.framework.Variable):
-                return original(x, name=name)
-            helper = LayerHelper(op_type)
-            out = helper.create_variable_for_type_inference(x.dtype)
-            helper.append_op(type=op_type, inputs={"X": x}, outputs={"Out": out})
-            return out
-
-        return op
+        return legacy("grid_sampler", {"X": x, "Grid": grid}, {"mode": mode, "padding_mode": padding_mode,
+                                                                "align_corners": align_corners, "use_cudnn": False},
+                      out="Output")
 
     def matmul(x, y, transpose_x=False, transpose_y=False, name=None):
-        from paddle.base.layer_helper import LayerHelper
-
-        if not isinstance(x, paddle.base.framework.Variable):
-            return originals["matmul"](x, y, transpose_x, transpose_y, name)
-        helper = LayerHelper("matmul_v2")
-        out = helper.create_variable_for_type_inference(x.dtype)
-        helper.append_op(type="matmul_v2", inputs={"X": x, "Y": y}, outputs={"Out": out},
-                         attrs={"trans_x": transpose_x, "trans_y": transpose_y})
-        return out
+        return legacy("matmul_v2", {"X": x, "Y": y}, {"trans_x": transpose_x, "trans_y": transpose_y})
 
     def reduce_sum(x, axis=None, dtype=None, keepdim=False, name=None):
-        from paddle.base.layer_helper import LayerHelper
-
-        if not isinstance(x, paddle.base.framework.Variable) or dtype is not None:
-            return originals["sum"](x, axis, dtype, keepdim, name)
+        if dtype is not None:
+            raise TypeError("sum(dtype=...) is not written as a legacy operator")
         axes = [] if axis is None else [axis] if isinstance(axis, int) else list(axis)
-        helper = LayerHelper("reduce_sum")
-        out = helper.create_variable_for_type_inference(x.dtype)
-        helper.append_op(type="reduce_sum", inputs={"X": x}, outputs={"Out": out},
-                         attrs={"dim": axes or [0], "keep_dim": keepdim, "reduce_all": not axes})
-        return out
+        return legacy("reduce_sum", {"X": x}, {"dim": axes or [0], "keep_dim": keepdim, "reduce_all": not axes})
 
     def softmax(x, axis=-1, dtype=None, name=None):
-        from paddle.base.layer_helper import LayerHelper
+        if dtype is not None:
+            raise TypeError("softmax(dtype=...) is not written as a legacy operator")
+        return legacy("softmax", {"X": x}, {"axis": axis})
 
-        if not isinstance(x, paddle.base.framework.Variable) or dtype is not None:
-            return originals["softmax"](x, axis, dtype, name)
-        helper = LayerHelper("softmax")
-        out = helper.create_variable_for_type_inference(x.dtype)
-        helper.append_op(type="softmax", inputs={"X": x}, outputs={"Out": out}, attrs={"axis": axis})
-        return out
+    def unary(op_type: str):
+        return lambda x, name=None: legacy(op_type, {"X": x})
 
-    originals.update(matmul=paddle.matmul, sum=paddle.sum, softmax=F.softmax)
-    # (module, attribute, replacement): put back in reverse order
-    patches = [(F, "pixel_shuffle", pixel_shuffle), (F, "grid_sample", grid_sample), (paddle, "matmul", matmul),
-               (paddle, "sum", reduce_sum), (F, "softmax", softmax)]
-    def square(x, name=None):  # x * x: the same values; OpenVINO reads no legacy square
-        return x * x if isinstance(x, paddle.base.framework.Variable) else originals["square"](x, name=name)
-
-    originals["square"] = paddle.square
-    patches.append((paddle, "square", square))
-    for module, names in ((paddle, ("tanh", "sqrt")), (F, ("tanh", "sigmoid"))):
-        for attr in names:
-            patches.append((module, attr, unary(attr, getattr(module, attr))))
+    patches = [rewrite(F, "pixel_shuffle", pixel_shuffle), rewrite(F, "grid_sample", grid_sample),
+               rewrite(paddle, "matmul", matmul), rewrite(paddle, "sum", reduce_sum),
+               rewrite(F, "softmax", softmax), rewrite(paddle, "square", lambda x, name=None: x * x)]
+    patches += [rewrite(module, op, unary(op)) for module, ops in ((paddle, ("tanh", "sqrt")), (F, ("tanh", "sigmoid")))
+                for op in ops]
     saved = [(module, attr, getattr(module, attr)) for module, attr, _ in patches]
-    for module, attr, replacement in patches:
-        setattr(module, attr, replacement)
+    for module, attr, fn in patches:
+        setattr(module, attr, fn)
     try:
         yield
     finally:
