@@ -71,24 +71,24 @@ def test_a_planned_upscale_equals_an_explicit_tile_bit_for_bit(city, weights, ca
 
 def test_spare_memory_keeps_stage_two_offsets_with_the_same_frames(city, weights, caplog):
     """Where whole frames fit with room for PP-MSVSR's stage-2 offsets and masks, Upscale keeps
-    them (stage 3 recomputes them otherwise): said in one line, and the frames are the same."""
+    them (stage 3 recomputes them otherwise): the plan counts and says it, the frames are the same."""
     from vsmsvsr.models import get_spec
 
     clip = city[:2]
-    whole = msvsr.plan(clip, "PP-MSVSR", window=2, overlap=0, max_memory="64GB", tile=0)
-    extra = int(get_spec("PP-MSVSR").spare.per_frame_pixel * whole.frames * clip.width * clip.height)
-    assert extra == 864 * 2 * 256 * 144
-    roomy, tight = whole.estimate + extra, whole.estimate + extra - 1
-    with caplog.at_level(logging.INFO, logger="vsmsvsr"):
-        kept = msvsr.Upscale(clip, weights=weights, window=2, overlap=0, max_memory=roomy, scene_change=False)
-    assert "keeps what it would recompute" in caplog.text
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="vsmsvsr"):
-        recomputed = msvsr.Upscale(clip, weights=weights, window=2, overlap=0, max_memory=tight,
-                                   scene_change=False)
-    assert "keeps what it would recompute" not in caplog.text
-    assert msvsr.plan(clip, "PP-MSVSR", window=2, overlap=0, max_memory=tight).tile == 0  # still whole frames
-    a, b = _planes(kept), _planes(recomputed)
+    kept = msvsr.plan(clip, "PP-MSVSR", window=2, overlap=0, max_memory="64GB", tile=0)
+    extra = int(get_spec("PP-MSVSR").spare.per_frame_pixel * kept.frames * clip.width * clip.height)
+    assert kept.spare == extra == 864 * 2 * 256 * 144
+    assert "keeps what it would recompute" in kept.describe()
+    tight = msvsr.plan(clip, "PP-MSVSR", window=2, overlap=0, max_memory=kept.estimate - 1)
+    assert tight.tile == 0 and tight.spare == 0 and tight.estimate == kept.estimate - extra  # whole frames
+    outputs = []
+    for plan in (kept, tight):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="vsmsvsr"):
+            outputs.append(_planes(msvsr.Upscale(clip, weights=weights, window=2, overlap=0, max_memory=plan.budget,
+                                                 scene_change=False)))
+        assert plan.describe().split(" (")[0] in caplog.text
+    a, b = outputs
     assert len(a) == 2 and all(np.array_equal(x, y) for fa, fb in zip(a, b) for x, y in zip(fa, fb))
 
 

@@ -216,6 +216,8 @@ class MemoryPlan:
         estimate: estimated peak bytes of the process while the filter runs one call.
         budget: the bytes it was planned for; ``budget_source`` says where they came from.
         backend: the backend name the estimate was made for.
+        spare: bytes of ``estimate`` the model spends keeping results it would otherwise
+            recompute (a ``ModelSpec.spare``, taken only where the budget has room for it); 0: none.
     """
 
     label: str
@@ -231,6 +233,7 @@ class MemoryPlan:
     budget: int
     budget_source: str
     backend: str
+    spare: int = 0
 
     @property
     def fits(self) -> bool:
@@ -242,7 +245,8 @@ class MemoryPlan:
             how = f"tiles {self.tiles_x}×{self.tiles_y} of {self.tile_width}×{self.tile_height}"
         else:
             how = "whole frames"
-        return (f"{self.label} {self.width}×{self.height}: {how}, {self.frames} frames per call, "
+        kept = f", keeps what it would recompute ({format_bytes(self.spare)})" if self.spare else ""
+        return (f"{self.label} {self.width}×{self.height}: {how}, {self.frames} frames per call{kept}, "
                 f"est. {format_bytes(self.estimate)} of {format_bytes(self.budget)} "
                 f"({self.backend}; {self.budget_source})")
 

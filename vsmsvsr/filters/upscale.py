@@ -18,7 +18,6 @@ from vsmsvsr.temporal import check_grid, clamp_grid
 
 if TYPE_CHECKING:  # pragma: no cover
     from vsmsvsr.engine.memory import MemoryPlan
-    from vsmsvsr.models import Spare
 
 core = vs.core
 log = logging.getLogger("vsmsvsr.filters")
@@ -72,22 +71,22 @@ def _plan(width: int, height: int, num_frames: int, model: str, window: int, ove
                       min_size=MIN_SIZE, tile=tile)
 
 
-def _spare(model: str, memory: "MemoryPlan") -> "Spare | None":
-    """The model's :class:`~vsmsvsr.models.Spare` when whole frames fit the budget with its extra
-    memory too (logged), else None. Either way the frames are the same; this only saves work."""
+def _with_spare(model: str, memory: "MemoryPlan") -> "MemoryPlan":
+    """``memory`` with the model's :class:`~vsmsvsr.models.Spare` taken (its bytes in ``spare``
+    and in the estimate) where whole frames fit the budget with it too; else ``memory`` as it is.
+    Either way the frames are the same: this only saves work."""
+    import dataclasses
+
     from vsmsvsr.engine import MIN_SIZE
-    from vsmsvsr.engine.memory import format_bytes
     from vsmsvsr.models import get_spec
 
     spare = get_spec(model).spare
     if spare is None or memory.tile != 0 or not memory.fits:
-        return None
+        return memory
     extra = int(spare.per_frame_pixel * memory.frames * max(memory.height, MIN_SIZE) * max(memory.width, MIN_SIZE))
     if memory.estimate + extra > memory.budget:
-        return None
-    log.info("%s: %s keeps what it would recompute (%s more; %s of %s)", FUNC, model, format_bytes(extra),
-             format_bytes(memory.estimate + extra), format_bytes(memory.budget))
-    return spare
+        return memory
+    return dataclasses.replace(memory, estimate=memory.estimate + extra, spare=extra)
 
 
 def plan(clip: vs.VideoNode, model: str = "PP-MSVSR", window: int = DEFAULT_WINDOW, overlap: int = DEFAULT_OVERLAP,
@@ -107,8 +106,8 @@ def plan(clip: vs.VideoNode, model: str = "PP-MSVSR", window: int = DEFAULT_WIND
     from vsmsvsr.filters.planning import backend_and_budget
 
     choice, budget = backend_and_budget(backend, device, False, precision, max_memory, func)
-    return _plan(clip.width, clip.height, clip.num_frames, model, window, overlap, choice.usable[0].name, budget,
-                 tile, tile_overlap)
+    return _with_spare(model, _plan(clip.width, clip.height, clip.num_frames, model, window, overlap,
+                                    choice.usable[0].name, budget, tile, tile_overlap))
 
 
 def Upscale(
@@ -191,25 +190,24 @@ def Upscale(
     from vsmsvsr.models import get_spec
 
     choice, budget = backend_and_budget(backend, device, False, precision, max_memory, FUNC)
-    spare = None
+    keep = None
     if tile is not None and not get_spec(model).memory:  # nothing to plan, and nothing needed
         log.info("%s: %s has no memory model; tile=%d as given", FUNC, model, tile)
         chosen = tile
     else:
         with named_errors(FUNC):
-            memory = _plan(clip.width, clip.height, clip.num_frames, model, window, overlap, choice.usable[0].name,
-                           budget, tile, tile_overlap)
+            memory = _with_spare(model, _plan(clip.width, clip.height, clip.num_frames, model, window, overlap,
+                                              choice.usable[0].name, budget, tile, tile_overlap))
         if tile is not None and not memory.fits:  # the user's own choice: said, not refused
             log.warning("%s: tile=%d exceeds the memory budget: %s", FUNC, tile, memory.describe())
         else:
             require_fit(memory, FUNC, f"Give more max_memory, or a shorter window/overlap (now {window}/{overlap}: "
                                       f"{memory.frames} frames per window).", is_explicit(max_memory))
         chosen = memory.tile
-        spare = _spare(model, memory)
+        keep = get_spec(model).spare.attributes if memory.spare else None
 
     with named_errors(FUNC):
-        engine = Engine(model, weights, backend=backend, device=device, precision=precision,
-                        model_attributes=spare.attributes if spare is not None else None)
+        engine = Engine(model, weights, backend=backend, device=device, precision=precision, model_attributes=keep)
     runner = functools.partial(run_window, engine, scale=SCALE, tile=chosen, tile_overlap=tile_overlap)
 
     # --- graph: work clip -> windows -> back to the input's format ---
