@@ -128,16 +128,20 @@ _MSVSR_MEMORY = {"openvino": MemoryModel(6.727e+08, 1286, per_pixel=6.684e+04),
 # PP-MSVSR-L on the compiled backends: at the calibrated sizes (<= 9 frames) the peak is set by the
 # per-frame stages and the fit cannot separate the features each frame keeps; those are taken as
 # twice PP-MSVSR's (64 channels instead of 32; dygraph, where the fit separates them, measured 2636
-# against PP-MSVSR's 1239), so that long windows are not under-estimated.
-_MSVSR_L_MEMORY = {"openvino": MemoryModel(8.593e+08, 2 * 1286, per_pixel=1.403e+05),
+# against PP-MSVSR's 1239), so that long windows are not under-estimated. openvino refitted after
+# the steps between deformable convolutions became programs (base and per_pixel; the fit gave 110
+# per frame pixel, for the reason above).
+_MSVSR_L_MEMORY = {"openvino": MemoryModel(7.095e+08, 2 * 1286, per_pixel=1.352e+05),
                    "cpu": MemoryModel(8.542e+08, 2 * 1240, per_pixel=7.096e+04),
                    "dygraph": MemoryModel(6.289e+08, 2636, per_pixel=5.112e+04)}
-_DEOLDIFY_MEMORY = {"openvino": MemoryModel(4.068e+09, 1.224e+04), "cpu": MemoryModel(3.965e+09, 1.331e+04),
+# DeOldify's openvino figures since OpenVINO compiles it whole (self-attention traced as legacy operators)
+_DEOLDIFY_MEMORY = {"openvino": MemoryModel(4.254e+09, 1.863e+04), "cpu": MemoryModel(3.965e+09, 1.331e+04),
                     "dygraph": MemoryModel(2.879e+09, 4425)}
 _DEEPREMASTER_MEMORY = {"openvino": MemoryModel(2.203e+09, 354.2, attention=0.001953),
                         "cpu": MemoryModel(1.729e+09, 851.1, attention=0.001953),
                         "dygraph": MemoryModel(1.579e+09, 4034, attention=0.001953)}
-_DAIN_MEMORY = {"openvino": MemoryModel(1.126e+09, 2709), "cpu": MemoryModel(1.068e+09, 2488),
+# DAIN's openvino figures since OpenVINO compiles it (its grid_sample traced as a legacy operator)
+_DAIN_MEMORY = {"openvino": MemoryModel(1.493e+09, 2717), "cpu": MemoryModel(1.068e+09, 2488),
                 "dygraph": MemoryModel(5.368e+08, 2411)}
 
 @dataclass(frozen=True)
