@@ -112,7 +112,7 @@ def test_outputs_match_paddlegan_golden(outputs, name, case):
     assert_close_to_golden(outputs(name, case), golden(SPEC_OF[name], case, "out"), f"{name}/{case} out")
 
 
-@pytest.mark.parametrize("name", list(SPEC_OF))
+@pytest.mark.parametrize("name", ["DeOldify-artistic"])  # the stable variant: same layers, 3.4x the weights
 def test_openvino_compiles_the_whole_model_and_matches_paddlegan_golden(models, outputs, name, tmp_path, caplog):
     """DeOldify as one OpenVINO program (spectral norm, self-attention: matmul, softmax, sum,
     square and sqrt traced as legacy operators), checked when built, within the spec of PaddleGAN's
