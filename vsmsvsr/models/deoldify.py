@@ -198,8 +198,14 @@ class SelfAttention(nn.Layer):
         # beta[i, j] = softmax over the query positions i (axis 1) of f_i . g_j, as in PaddleGAN
         beta = F.softmax(paddle.matmul(f, g, transpose_x=True), axis=1)  # (B, N, N)
         out = self.gamma * paddle.matmul(h, beta) + flat
-        # static sizes as numbers (converters read a constant shape), unknown ones as a tensor
-        return paddle.reshape(out, list(x.shape) if min(x.shape) >= 0 else paddle.shape(x))
+        return paddle.reshape(out, _shape_of(x))
+
+
+@paddle.jit.not_to_static  # plain Python on the shape: no traced control flow
+def _shape_of(x: paddle.Tensor) -> "list[int] | paddle.Tensor":
+    """``x``'s shape as numbers where all are static (converters read a constant shape), else as a tensor."""
+    shape = list(x.shape)
+    return shape if min(shape) >= 0 else paddle.shape(x)
 
 
 @paddle.jit.not_to_static  # plain Python on static shapes: no traced control flow

@@ -53,6 +53,13 @@ _Triple = Sequence[int]
 # building blocks
 
 
+@paddle.jit.not_to_static  # plain Python on the shape: no traced control flow
+def _shape_of(x: paddle.Tensor) -> "list[int] | paddle.Tensor":
+    """``x``'s shape as numbers where all are static (converters read a constant shape), else as a tensor."""
+    shape = list(x.shape)
+    return shape if min(shape) >= 0 else paddle.shape(x)
+
+
 class TempConv(nn.Layer):
     """Conv3D -> BatchNorm (eps 1e-5) -> ELU(1). PaddleGAN's default kernel (1, 3, 3) mixes no frames."""
 
@@ -122,8 +129,7 @@ class SourceReferenceAttention(nn.Layer):
         energy = paddle.matmul(query, key, transpose_x=True)               # (B, Ns, Nr)
         attention = F.softmax(energy, axis=-1)
         out = paddle.matmul(value, attention, transpose_y=True)            # (B, C, Ns)
-        # static sizes as numbers (converters read a constant shape), unknown ones as a tensor
-        out = paddle.reshape(out, list(source.shape) if min(source.shape) >= 0 else paddle.shape(source))
+        out = paddle.reshape(out, _shape_of(source))
         return self.gamma * out + source
 
 
