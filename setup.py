@@ -31,7 +31,7 @@ setup(
         # chunks of a vsmsvsr-enhance job as Ray tasks (--ray)
         "ray": ["ray>=2.40"],
         "test": [
-            "pytest",
+            "pytest>=7.3",  # tmp_path_retention_policy
             "scikit-image",
             "scikit-video",
             "ray>=2.40",  # the two-node Ray test (run in a loopback-only network namespace)

@@ -22,8 +22,10 @@ colours and flicker values show the mechanism only). Times include nothing but t
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -162,6 +164,7 @@ def main() -> None:
     import vsmsvsr as msvsr
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_colorize-"))
+    atexit.register(shutil.rmtree, tmp, True)  # weights and programs: GBs
     os.environ.setdefault("VSMSVSR_HOME", str(tmp / "home"))
     given = {"DeOldify": args.deoldify_weights, "DeOldify-artistic": args.artistic_weights,
              "DeepRemaster": args.remaster_weights}

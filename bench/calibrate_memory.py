@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +44,9 @@ ATTENTION = {"DeepRemaster": 2 * 4 / 64**2}
 
 
 def probe(args: list[str]) -> dict:
-    env = dict(os.environ, VSMSVSR_HOME=tempfile.mkdtemp(prefix="calibrate-"))
-    proc = subprocess.run([sys.executable, "-m", "tests.memory_probe", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=3600)
-    if proc.returncode != 0:
-        raise RuntimeError(f"probe {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from tests.memory_probe import probe as run_probe
+
+    return run_probe(*args, timeout=3600)
 
 
 def measure(model: str, backend: str, checks: bool = False) -> list[tuple[int, int, int, int]]:

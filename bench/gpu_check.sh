@@ -53,6 +53,8 @@ for name in ("gpu", "trt"):
         del eng
 
 # ---- DeOldify, DeepRemaster, DAIN through their filters: fidelity on a small clip, speed at 480p
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 import vapoursynth as vs
@@ -61,6 +63,7 @@ from tests.keyed import save_keyed_weights
 from tests.media import random_weights
 core = vs.core
 tmp = Path(tempfile.mkdtemp(prefix="gpu_check-"))
+atexit.register(shutil.rmtree, tmp, True)  # weights and programs: GBs
 files = {"DeOldify": save_keyed_weights("deoldify_stable", tmp / "deoldify.pdparams"),
          "DeepRemaster": save_keyed_weights("deepremaster", tmp / "remaster.pdparams"),
          "DAIN": str(random_weights("DAIN", tmp / "dain.pdparams"))}

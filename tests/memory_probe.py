@@ -3,8 +3,9 @@
 Used by ``bench/calibrate_memory.py`` (to fit each model's :class:`vsmsvsr.engine.memory.MemoryModel`),
 ``bench/bench_memory.py`` and ``tests/engine/test_memory.py``. Prints one JSON line on stdout:
 ``{"peak": bytes, ...}``. Weights are the spec's keyed weights (random for DAIN); every run uses a
-fresh program cache (``VSMSVSR_HOME`` set by the caller), so export and compilation count, as on a
-user's first run.
+fresh program cache (a temporary ``VSMSVSR_HOME``, removed when the probe ends: a DeOldify or
+DeepRemaster probe exports 0.5-2 GB), so export and compilation count, as on a user's first run.
+Callers use :func:`probe`.
 
     python -m tests.memory_probe engine PP-MSVSR openvino 6 128 160        # frames, height, width
     python -m tests.memory_probe filter PP-MSVSR openvino 320 180 --frames 12 --max-memory 3GB
@@ -16,6 +17,8 @@ import hashlib
 import json
 import os
 import resource
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +27,29 @@ import numpy as np
 
 KEYED = {"PP-MSVSR": "msvsr", "PP-MSVSR-BD": "msvsr", "PP-MSVSR-L": "msvsr_large",
          "DeOldify": "deoldify_stable", "DeOldify-artistic": "deoldify_artistic", "DeepRemaster": "deepremaster"}
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class ProbeFailed(RuntimeError):
+    """The probe process failed; ``last_line`` is the last line of its stderr."""
+
+    def __init__(self, args: tuple[str, ...], returncode: int, stderr: str) -> None:
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        self.last_line = lines[-1] if lines else f"exit {returncode}"
+        super().__init__(f"probe {' '.join(args)} failed (exit {returncode}):\n{stderr[-3000:]}")
+
+
+def probe(*args: str, timeout: float = 3600) -> dict:
+    """Run ``python -m tests.memory_probe ARGS`` in a fresh process with a fresh program cache and
+    return its JSON result; raises :class:`ProbeFailed`."""
+    env = {k: v for k, v in os.environ.items() if k != "VSMSVSR_HOME"}  # the probe makes its own
+    proc = subprocess.run([sys.executable, "-m", "tests.memory_probe", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise ProbeFailed(args, proc.returncode, proc.stderr)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def peak_bytes() -> int:
@@ -157,7 +183,19 @@ def main() -> None:
     ap.add_argument("--city", action="store_true", help="filter: cityCC0 resized instead of noise")
     ap.add_argument("--save", help="filter: write the output's luma planes here (.npy)")
     args = ap.parse_args()
-    os.environ.setdefault("VSMSVSR_HOME", tempfile.mkdtemp(prefix="memory_probe-"))
+    own_home = None
+    if "VSMSVSR_HOME" not in os.environ:
+        own_home = os.environ["VSMSVSR_HOME"] = tempfile.mkdtemp(prefix="memory_probe-")
+    try:
+        result = measure(args)
+    finally:
+        if own_home is not None:
+            shutil.rmtree(own_home, ignore_errors=True)
+    print(json.dumps(result), flush=True)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """What ``args`` asks for: ``{"peak": bytes, ...}``."""
     if args.max_memory is not None and args.max_memory.isdigit():
         args.max_memory = int(args.max_memory)
     if args.mode == "empty":  # what every process pays: the libraries, no model
@@ -172,7 +210,7 @@ def main() -> None:
         result = run_engine(args.model, args.backend, *args.sizes)
     else:
         result = run_filter(args.model, args.backend, *args.sizes, args)
-    print(json.dumps(result), flush=True)
+    return result
 
 
 if __name__ == "__main__":

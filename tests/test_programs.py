@@ -117,3 +117,26 @@ def test_an_export_over_the_cap_evicts_older_programs_not_its_own(tmp_path, monk
     assert run.store.exported == 2
     kept = [e for e in programs.list_programs(tmp_path)]
     assert len(kept) == 2 and all(e.model.startswith("Tiny-") for e in kept)  # in use: never evicted
+
+
+def test_the_programs_of_an_engine_that_is_gone_may_be_evicted(tmp_path, monkeypatch):
+    # A long process (a previewer reloading scripts, the test suite) must not pin every size it saw.
+    import gc
+
+    import numpy as np
+    import paddle
+
+    from vsmsvsr.engine import LayerRunner, choose_backend
+
+    net = paddle.nn.Conv2D(3, 8, 3, padding=1)
+    first = LayerRunner(net, choose_backend("cpu"), label="Tiny", cache_dir=tmp_path)
+    first(np.zeros((1, 3, 16, 16), np.float32))
+    (old,) = programs.list_programs(tmp_path)
+    os.utime(old.path, (time.time() - 3600,) * 2)
+    monkeypatch.setenv(programs.LIMIT_ENV, str(old.size + old.size // 2))  # room for one program
+    del first
+    gc.collect()
+    second = LayerRunner(net, choose_backend("cpu"), label="Tiny", cache_dir=tmp_path)
+    second(np.zeros((1, 3, 24, 24), np.float32))
+    assert not old.path.exists()
+    assert [e.path for e in programs.list_programs(tmp_path)] == list(second.store.used)

@@ -1,11 +1,7 @@
 """max_memory on the filters: the plan, its determinism, the error, and measured peaks (subprocesses)."""
 from __future__ import annotations
 
-import json
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +11,7 @@ import vapoursynth as vs
 import vsmsvsr as msvsr
 from tests.footage import CITY, source
 from tests.keyed import save_keyed_weights
+from tests.memory_probe import probe
 from vsmsvsr.engine.memory import format_bytes
 
 core = vs.core
@@ -166,13 +163,7 @@ def test_plan_describes_every_model(city):
 
 
 def _probe(*args: str) -> dict:
-    env = dict(os.environ)
-    home = Path(env["VSMSVSR_HOME"]) / f"probe-{abs(hash(args))}"
-    env["VSMSVSR_HOME"] = str(home)  # a fresh program cache: export and compilation count
-    proc = subprocess.run([sys.executable, "-m", "tests.memory_probe", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return probe(*args, timeout=900)
 
 
 #: (model, filter arguments) at two sizes each, none of them a calibration point. The budget is an

@@ -5,8 +5,9 @@ and ``<cache>/static/programs/<label>-<digest>/`` (official programs run as they
 is exported once per model, input shape and Paddle version, so the cache grows with every new
 frame size (DeOldify: ~830 MB per size). Its size is capped: after each export the least recently
 used programs are removed until the cache fits ``$VSMSVSR_STATIC_CACHE_MAX`` (default 4 GB;
-``"500MB"``, ``"8GB"``, bytes; ``0`` = no cap). A program in use by this process is never removed;
-one removed while another process runs it costs that process nothing (Paddle has read it), and a
+``"500MB"``, ``"8GB"``, bytes; ``0`` = no cap). A program held by a live engine of this process is
+never removed (one whose engine is gone may be: a long process such as a previewer or the test suite
+must not pin every size it ever saw); one removed while another process runs it costs that process nothing (Paddle has read it), and a
 later run exports it again. The cache functions import no Paddle (the CLI's ``cache`` command).
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ import shutil
 import tempfile
 import time
 import warnings
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
@@ -345,8 +347,13 @@ def _program_file(folder: Path) -> Path | None:
     return None
 
 
-#: Program folders this process has loaded or exported: the cache cap never removes them.
-_PROGRAMS_IN_USE: set[Path] = set()
+#: Stores of the engines alive in this process; their programs are the ones the cap keeps.
+_LIVE_STORES: "weakref.WeakSet[_ProgramStore]" = weakref.WeakSet()
+
+
+def _programs_in_use() -> set[Path]:
+    """Program folders loaded or exported by the engines still alive in this process."""
+    return set().union(*(store.used for store in list(_LIVE_STORES)))
 
 
 class _ProgramStore:
@@ -359,7 +366,8 @@ class _ProgramStore:
         self.model_digest = model_digest
         self.exported = 0
         self.reused = 0
-        self.used = _PROGRAMS_IN_USE  # never evicted by this process's cap enforcement
+        self.used: set[Path] = set()  # never evicted while this store (its engine) is alive
+        _LIVE_STORES.add(self)
         # exports since the last report: one line when a job starts exporting, one when it is done
         self._batch: list[str] = []
         self._batch_seconds = 0.0
@@ -455,7 +463,7 @@ class _ProgramStore:
             self._batch.append(size)
             self._batch_seconds += seconds
             log.debug("%s: exported static program %s (%.1f s)", _WHO, folder, seconds)
-            enforce_limit(self.root, cache_limit(), keep=self.used)
+            enforce_limit(self.root, cache_limit(), keep=_programs_in_use())
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
