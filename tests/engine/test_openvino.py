@@ -221,6 +221,94 @@ def test_a_refused_legacy_export_is_remembered(tmp_path, monkeypatch, caplog):
     assert again.exported == 0 and "cos()" in again._runner.refused
 
 
+def _counting(monkeypatch, name: str) -> list:
+    """Record the calls of ``ov_backend.<name>`` (still calling it)."""
+    calls: list = []
+    real = getattr(ov_backend, name)
+    monkeypatch.setattr(ov_backend, name, lambda *a, **k: calls.append(a) or real(*a, **k))
+    return calls
+
+
+def test_a_failed_check_is_remembered_and_the_refused_program_removed(tmp_path, monkeypatch, caplog):
+    """A program the check refused (as DeOldify's at odd sizes is) is refused again by every later
+    engine without exporting, compiling or checking it; its legacy program, which nothing else
+    reads, is removed, and ``clear`` removes the record."""
+    paddle.seed(5)
+    layer = paddle.nn.Sequential(paddle.nn.Conv2D(3, 8, 3, padding=1), paddle.nn.Tanh())
+    layer.eval()
+    x = np.random.default_rng(3).random((1, 3, 12, 16), dtype=np.float32)
+    with paddle.no_grad():
+        want = layer(paddle.to_tensor(x)).numpy()
+    real = ov_backend.compile_program
+
+    class Off:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def run(self, arrays):
+            return [o + 0.01 for o in self.inner.run(arrays)]
+
+    monkeypatch.setattr(ov_backend, "compile_program", lambda *a, **k: Off(real(*a, **k)))
+    first = LayerRunner(layer, choose_backend("openvino"), label="tanh", cache_dir=tmp_path)
+    (got,) = first(x)
+    assert "rel-L2" in first._runner.refused
+    assert_close_to_golden(got, want, "refused layer on Paddle Inference")
+    (record,) = tmp_path.rglob("*.openvino-*.refused")
+    assert not list(tmp_path.rglob("whole.legacy-*/model.pdmodel"))  # the refused program is gone
+
+    compiles = _counting(monkeypatch, "compile_program")
+    eager = _counting(monkeypatch, "_EagerRunner")
+    monkeypatch.setattr(paddle.jit, "save", lambda *a, **k: pytest.fail("exported with a warm cache"))
+    again = LayerRunner(layer, choose_backend("openvino"), label="tanh", cache_dir=tmp_path)
+    with caplog.at_level(logging.INFO, logger="vsmsvsr.engine"):
+        (got_again,) = again(x)
+    np.testing.assert_array_equal(got_again, got)
+    assert compiles == [] and eager == [] and again.exported == 0
+    assert "rel-L2" in again._runner.refused and "(remembered)" in again._runner.refused
+    assert any("OpenVINO refused tanh" in r.getMessage() for r in caplog.records)
+    programs.clear(tmp_path)
+    assert not record.exists()
+
+
+def test_an_operator_openvino_cannot_convert_is_remembered(tmp_path, monkeypatch):
+    """OpenVINO's Paddle frontend has no conv3d (DeepRemaster): refused once, remembered."""
+    paddle.seed(6)
+    layer = paddle.nn.Conv3D(2, 3, 3, padding=1)
+    layer.eval()
+    x = np.random.default_rng(4).random((1, 2, 3, 8, 8), dtype=np.float32)
+    with paddle.no_grad():
+        want = layer(paddle.to_tensor(x)).numpy()
+    first = LayerRunner(layer, choose_backend("openvino"), label="c3d", cache_dir=tmp_path)
+    (got,) = first(x)
+    assert "conv3d" in first._runner.refused, first._runner.refused
+    assert_close_to_golden(got, want, "conv3d on Paddle Inference")
+    assert len(list(tmp_path.rglob("*.openvino-*.refused"))) == 1
+    compiles = _counting(monkeypatch, "compile_program")
+    again = LayerRunner(layer, choose_backend("openvino"), label="c3d", cache_dir=tmp_path)
+    np.testing.assert_array_equal(again(x)[0], got)
+    assert compiles == [] and "conv3d" in again._runner.refused
+
+
+def test_a_failure_that_may_pass_next_time_is_not_remembered(tmp_path, monkeypatch):
+    """Running out of memory while compiling says nothing about the program: the next engine tries."""
+    paddle.seed(7)
+    layer = paddle.nn.Conv2D(3, 4, 3, padding=1)
+    layer.eval()
+    x = np.random.default_rng(5).random((1, 3, 10, 10), dtype=np.float32)
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("std::bad_alloc")
+
+    with monkeypatch.context() as m:
+        m.setattr(ov_backend, "compile_program", out_of_memory)
+        refused = LayerRunner(layer, choose_backend("openvino"), label="oom", cache_dir=tmp_path)
+        (got,) = refused(x)
+    assert "MemoryError" in refused._runner.refused and not list(tmp_path.rglob("*.refused"))
+    again = LayerRunner(layer, choose_backend("openvino"), label="oom", cache_dir=tmp_path)
+    assert_close_to_golden(again(x)[0], got, "compiled after a failure")
+    assert isinstance(again._runner.programs[(x.shape,)], ov_backend.CompiledSegment)
+
+
 def test_a_passed_check_is_remembered_with_the_compiled_program(weights, frames, tmp_path, monkeypatch):
     """The first process compiles and checks each segment; a later one loads the compiled program
     and the remembered pass (keyed by OpenVINO's version, precision, threads and CPU) without

@@ -35,6 +35,7 @@ from vsmsvsr.engine.backends import Backend, BackendConfig
 from vsmsvsr.engine.dygraph import _EagerRunner
 from vsmsvsr.engine.programs import _ProgramStore, _program_file
 from vsmsvsr.engine.segmented import _SegmentedRunner
+from vsmsvsr.weights import _write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     import paddle
@@ -124,6 +125,11 @@ class CompiledSegment:
         return outs
 
 
+class ConversionRefused(RuntimeError):
+    """OpenVINO's Paddle frontend cannot convert a program (an operator it has no rule for): the
+    same with every process of this OpenVINO version, so the refusal is remembered."""
+
+
 def compile_program(folder: Any, backend: "Backend.OpenVINOCPU", threads: int) -> CompiledSegment:
     """Read a legacy Paddle program folder into OpenVINO and compile it for the CPU.
 
@@ -134,20 +140,49 @@ def compile_program(folder: Any, backend: "Backend.OpenVINOCPU", threads: int) -
     if program is None or program.suffix != ".pdmodel":
         raise RuntimeError(f"{folder} holds no legacy Paddle program")
     core = _ov_core()
+    try:
+        model = core.read_model(str(program))
+    except RuntimeError as exc:  # the frontend's verdict on this program ("No creator found for conv3d")
+        raise ConversionRefused(str(exc)) from exc
     config = {"INFERENCE_PRECISION_HINT": "bf16" if backend.precision == "bf16" else "f32",
               "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": int(threads),
               "CACHE_DIR": str(Path(folder) / "openvino")}
-    return CompiledSegment(core.compile_model(core.read_model(str(program)), "CPU", config))
+    return CompiledSegment(core.compile_model(model, "CPU", config))
 
 
-def _check_record(folder: Any, backend: "Backend.OpenVINOCPU", threads: int) -> Path:
-    """Where the passed check of ``folder``'s program is remembered: named after everything the
-    compiled numbers depend on (OpenVINO's version, the precision, the threads, the CPU)."""
+def _check_key(backend: "Backend.OpenVINOCPU", threads: int) -> str:
+    """Everything a compiled program's numbers depend on besides the program: OpenVINO's version,
+    the precision, the threads, the CPU."""
     import openvino
 
     caps = ",".join(sorted(_ov_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")))
-    key = hashlib.sha256(f"{openvino.__version__}|{backend.precision}|{threads}|{caps}".encode()).hexdigest()[:16]
-    return Path(folder) / "openvino" / f"checked-{key}.json"
+    return hashlib.sha256(f"{openvino.__version__}|{backend.precision}|{threads}|{caps}".encode()).hexdigest()[:16]
+
+
+def _check_record(folder: Any, backend: "Backend.OpenVINOCPU", threads: int) -> Path:
+    """Where the passed check of ``folder``'s program is remembered (beside the compiled blob)."""
+    return Path(folder) / "openvino" / f"checked-{_check_key(backend, threads)}.json"
+
+
+def _refusal_record(folder: Path, backend: "Backend.OpenVINOCPU", threads: int) -> Path:
+    """Where a refusal of ``folder``'s program is remembered: beside the folder, which is removed
+    (nothing but OpenVINO reads a legacy program); ``vsmsvsr cache clear`` removes it."""
+    return folder.with_name(f"{folder.name}.openvino-{_check_key(backend, threads)}.refused")
+
+
+def _why(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[-1].strip()[:200] if lines else ''}"
+
+
+def _refuse(store: _ProgramStore, folder: Path, record: Path, why: str) -> str:
+    """Remember a refusal that every later process would reach again, and drop the program."""
+    try:
+        _write_atomic(record, why.encode())
+    except OSError:  # a read-only cache: the next process finds out again
+        return why
+    store.discard(folder)
+    return why
 
 
 def checked_program(store: _ProgramStore, part: str, layer: "paddle.nn.Layer", shapes: tuple,
@@ -157,9 +192,15 @@ def checked_program(store: _ProgramStore, part: str, layer: "paddle.nn.Layer", s
     The check (a seeded probe through the compiled program and the eager layer, rel-L2 within
     :data:`CHECK_TOLERANCE`) runs when a program is first compiled with this OpenVINO, precision,
     thread count and CPU; its pass is then written beside the compiled blob, so later processes
-    load the same compiled program without running the eager layer again. A refusal is not
-    remembered (the next process checks again).
+    load the same compiled program without running the eager layer again. So is a refusal that
+    would be the same next time (the check failed, or OpenVINO cannot convert the program): later
+    engines go straight to Paddle Inference, without exporting, converting or checking again
+    (each costs seconds: a DeOldify at an odd size paid ~4 s per engine). Other failures (memory,
+    files) are not remembered.
     """
+    refusal = _refusal_record(store.folder(part, shapes, legacy=True), backend, threads)
+    if refusal.is_file():
+        return None, f"{refusal.read_text(errors='replace').strip()} (remembered)"
     try:
         folder = store.get(part, layer, shapes, legacy=True)
         compiled = compile_program(folder, backend, threads)
@@ -168,13 +209,15 @@ def checked_program(store: _ProgramStore, part: str, layer: "paddle.nn.Layer", s
             return compiled, ""
         probe = probe_inputs(part, shapes)
         got = compiled.run(probe)
+    except ConversionRefused as exc:
+        return None, _refuse(store, folder, refusal, _why(exc))
     except Exception as exc:  # noqa: BLE001 - any failure: Paddle Inference runs the segment
-        lines = str(exc).strip().splitlines()
-        return None, f"{type(exc).__name__}: {lines[-1].strip()[:200] if lines else ''}"
+        return None, _why(exc)
     error = rel_l2(got, _EagerRunner(layer, None)(probe))
     tolerance = BF16_TOLERANCE if backend.precision == "bf16" else CHECK_TOLERANCE
     if not error <= tolerance:
-        return None, f"its output differs from the eager layer: rel-L2 {error:.2e} > {tolerance:g}"
+        return None, _refuse(store, folder, refusal,
+                             f"its output differs from the eager layer: rel-L2 {error:.2e} > {tolerance:g}")
     log.debug("%s: OpenVINO program %s %s checked: rel-L2 %.2e", _WHO, part, shapes, error)
     try:
         tmp = record.with_name(f".{record.name}.{os.getpid()}")

@@ -382,16 +382,8 @@ class _ProgramStore:
             self._batch.clear()
             self._batch_seconds = 0.0
 
-    def get(self, part: str, layer: "paddle.nn.Layer", shapes: Sequence[Sequence[int]], *,
-            legacy: bool = False) -> Path:
-        """Folder holding the static program of ``layer`` for inputs of ``shapes`` (float32).
-
-        ``legacy``: a ``model.pdmodel`` (ProgramDesc) program traced with :func:`_legacy_tracing`,
-        for converters that read no PIR programs (OpenVINO's Paddle frontend); raises if Paddle
-        cannot export ``layer`` that way.
-        """
-        import paddle
-
+    def _folder(self, part: str, shapes: Sequence[Sequence[int]], legacy: bool) -> tuple[Path, dict]:
+        """Where the program of ``part`` for ``shapes`` lives (exported or not), and its meta."""
         meta = {"format": EXPORT_FORMAT, "model_digest": self.model_digest, "part": part,
                 "input_shapes": [list(s) for s in shapes], **_paddle_identity()}
         if legacy:
@@ -402,7 +394,28 @@ class _ProgramStore:
         shape_label = "_".join("x".join(str(d) for d in s) for s in shapes)
         if len(shape_label) > 60:
             shape_label = shape_label[:60]
-        folder = self.model_dir / f"{_slug(part)}-{shape_label}-{key}"
+        return self.model_dir / f"{_slug(part)}-{shape_label}-{key}", meta
+
+    def folder(self, part: str, shapes: Sequence[Sequence[int]], *, legacy: bool = False) -> Path:
+        """The folder :meth:`get` returns for these arguments, without exporting anything."""
+        return self._folder(part, shapes, legacy)[0]
+
+    def discard(self, folder: Path) -> None:
+        """Remove one program of this store (a legacy program OpenVINO refused: nothing else reads it)."""
+        self.used.discard(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def get(self, part: str, layer: "paddle.nn.Layer", shapes: Sequence[Sequence[int]], *,
+            legacy: bool = False) -> Path:
+        """Folder holding the static program of ``layer`` for inputs of ``shapes`` (float32).
+
+        ``legacy``: a ``model.pdmodel`` (ProgramDesc) program traced with :func:`_legacy_tracing`,
+        for converters that read no PIR programs (OpenVINO's Paddle frontend); raises if Paddle
+        cannot export ``layer`` that way.
+        """
+        import paddle
+
+        folder, meta = self._folder(part, shapes, legacy)
         if _program_file(folder) is not None and (folder / "meta.json").is_file():
             self.reused += 1
             self.used.add(folder)
