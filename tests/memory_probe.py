@@ -1,7 +1,7 @@
 """Child process that measures peak memory (peak RSS, ``VmHWM``) of one model call or one filter run.
 
 Used by ``bench/calibrate_memory.py`` (to fit each model's :class:`vsmsvsr.engine.memory.MemoryModel`),
-``bench/bench_memory.py`` and ``tests/engine/test_memory.py``. Prints one JSON line on stdout:
+``bench/bench_memory.py`` and ``tests/filters/test_memory_budget.py``. Prints one JSON line on stdout:
 ``{"peak": bytes, ...}``. Weights are the spec's keyed weights (random for DAIN); every run uses a
 fresh program cache (a temporary ``VSMSVSR_HOME``, removed when the probe ends: a DeOldify or
 DeepRemaster probe exports 0.5-2 GB), so export and compilation count, as on a user's first run.

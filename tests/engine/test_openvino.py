@@ -10,35 +10,14 @@ import numpy as np
 import paddle
 import pytest
 
-from tests.keyed import assert_close_to_golden, golden, model_weights
+from tests.engine.conftest import MODEL
+from tests.keyed import assert_close_to_golden, golden
 from vsmsvsr.engine import Backend, Engine, LayerRunner, available_backends, choose_backend
 from vsmsvsr.engine import openvino as ov_backend
 from vsmsvsr.engine import programs
 
-MODEL = "PP-MSVSR"
-
 pytestmark = pytest.mark.skipif(available_backends()["openvino"] is not None,
                                 reason=f"OpenVINO cannot run here: {available_backends()['openvino']}")
-
-
-@pytest.fixture(scope="module")
-def weights() -> dict:
-    return model_weights("msvsr")
-
-
-@pytest.fixture(scope="module")
-def frames() -> np.ndarray:
-    return golden("msvsr", "b", "main")[0]  # (3, 3, 64, 72)
-
-
-@pytest.fixture(scope="module")
-def reference(weights, frames) -> np.ndarray:
-    return Engine(MODEL, weights, backend="dygraph")(frames)
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("static-ov")
 
 
 def _ov_segments(eng: Engine) -> list:

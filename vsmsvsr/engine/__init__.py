@@ -72,7 +72,7 @@ Paddle Inference passes. With oneDNN on Paddle 3.x (PIR) two passes are deleted:
 Paddle 3.3) and ``onednn_placement_pass`` (places ``bilinear_interp`` on oneDNN, whose attributes
 the executor cannot convert: ``NotImplementedError ... ArrayAttribute<DoubleAttribute>``). All
 remaining fusions keep the output within the spec tolerance of dygraph (rel_l2 <= 1e-5,
-max_abs <= 1e-4 * max(1, max|g|)); ``tests/test_engine.py`` checks every CPU backend.
+max_abs <= 1e-4 * max(1, max|g|)); ``tests/engine/test_engine.py`` checks every CPU backend.
 
 Threads: ``threads`` sets the math-library threads of the Paddle Inference predictors (default:
 the CPUs this process may use) and, for the dygraph backend, Paddle's process-wide math threads

@@ -16,36 +16,11 @@ import numpy as np
 import paddle
 import pytest
 
-from tests.keyed import assert_close_to_golden, golden, model_weights
+from tests.engine.conftest import MODEL
+from tests.keyed import assert_close_to_golden
 from vsmsvsr import engine as engine_mod
 from vsmsvsr.engine import paddle_inference, segmented
 from vsmsvsr.engine import BACKEND_NAMES, Backend, Engine, available_backends
-
-MODEL = "PP-MSVSR"
-
-
-@pytest.fixture(scope="module")
-def weights() -> dict:
-    return model_weights("msvsr")
-
-
-@pytest.fixture(scope="module")
-def frames() -> np.ndarray:
-    return golden("msvsr", "b", "main")[0]  # (3, 3, 64, 72)
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("static")
-
-
-@pytest.fixture(scope="module")
-def reference(weights, frames) -> np.ndarray:
-    """Dygraph backend output, checked against PaddleGAN's golden output."""
-    out = Engine(MODEL, weights, backend="dygraph")(frames)
-    assert out.shape == (3, 3, 256, 288) and out.dtype == np.float32
-    assert_close_to_golden(out[None], golden("msvsr", "b", "out"), "Engine(dygraph)")
-    return out
 
 
 def _export_records(caplog) -> list[logging.LogRecord]:
