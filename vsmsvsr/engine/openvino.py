@@ -176,7 +176,8 @@ def _why(exc: BaseException) -> str:
 
 
 def _refuse(store: _ProgramStore, folder: Path, record: Path, why: str) -> str:
-    """Remember a refusal that every later process would reach again, and drop the program."""
+    """Remember a refusal that every later process would reach again, and drop the program (a
+    process compiling it at this moment falls back to Paddle Inference, as on any failure)."""
     try:
         _write_atomic(record, why.encode())
     except OSError:  # a read-only cache: the next process finds out again
@@ -195,7 +196,7 @@ def checked_program(store: _ProgramStore, part: str, layer: "paddle.nn.Layer", s
     load the same compiled program without running the eager layer again. So is a refusal that
     would be the same next time (the check failed, or OpenVINO cannot convert the program): later
     engines go straight to Paddle Inference, without exporting, converting or checking again
-    (each costs seconds: a DeOldify at an odd size paid ~4 s per engine). Other failures (memory,
+    (each costs seconds: a DeOldify at an odd size paid ~3 s per engine). Other failures (memory,
     files) are not remembered.
     """
     refusal = _refusal_record(store.folder(part, shapes, legacy=True), backend, threads)

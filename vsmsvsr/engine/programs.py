@@ -6,9 +6,9 @@ is exported once per model, input shape and Paddle version, so the cache grows w
 frame size (DeOldify: ~830 MB per size). Its size is capped: after each export the least recently
 used programs are removed until the cache fits ``$VSMSVSR_STATIC_CACHE_MAX`` (default 4 GB;
 ``"500MB"``, ``"8GB"``, bytes; ``0`` = no cap). A program held by a live engine of this process is
-never removed (one whose engine is gone may be: a long process such as a previewer or the test suite
-must not pin every size it ever saw); one removed while another process runs it costs that process nothing (Paddle has read it), and a
-later run exports it again. The cache functions import no Paddle (the CLI's ``cache`` command).
+never removed (one whose engine is gone may be: a long process such as a previewer or the test
+suite must not pin every size it ever saw); one removed while another process runs it costs that
+process nothing (Paddle has read it), and a later run exports it again. The cache functions import no Paddle (the CLI's ``cache`` command).
 """
 from __future__ import annotations
 
