@@ -200,6 +200,23 @@ def test_a_refused_legacy_export_is_remembered(tmp_path, monkeypatch, caplog):
     assert again.exported == 0 and "cos()" in again._runner.refused
 
 
+def test_a_failed_legacy_trace_leaves_nothing_behind_in_paddles_tracer(tmp_path):
+    """Paddle's legacy tracer keeps the parameters of a failed trace under ``id(program)``; a later
+    program at the same address inherited them and its export failed with a KeyError naming one
+    of them (seen in long processes, such as the test suite's CI run). The store removes them."""
+    from paddle.jit.dy2static.program_translator import ProgramTranslator
+
+    recorder = ProgramTranslator.get_instance()._params_recorder.params_dict
+    before = set(recorder)
+    paddle.seed(8)
+    layer = _Gram()
+    layer.eval()
+    store = programs._ProgramStore(tmp_path, "gram", "0" * 16)
+    with pytest.raises(TypeError):
+        store.get("whole", layer, [(1, 3, 12, 10)], legacy=True)
+    assert set(recorder) == before
+
+
 def _counting(monkeypatch, name: str) -> list:
     """Record the calls of ``ov_backend.<name>`` (still calling it)."""
     calls: list = []

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 import weakref
@@ -293,6 +294,39 @@ def _legacy_tracing():
             setattr(module, attr, original)
 
 
+_EXPORTS = threading.Lock()
+
+
+@contextlib.contextmanager
+def _failed_trace_forgotten():
+    """Around a legacy export: what a failed trace leaves in Paddle's tracer is removed.
+
+    Paddle's legacy tracer records the parameters a program uses in dicts keyed by ``id(program)``
+    (``ProgramTranslator``'s parameter recorder and in-place map) and removes the entry only when
+    the trace succeeds. After a failed trace (a layer Paddle cannot express, such as ``cos``), a
+    later program allocated at the same address inherited those parameters, and its
+    ``paddle.jit.save`` failed with ``KeyError: 'conv2d_464.b_0'`` (a parameter of the failed
+    layer): the KeyError seen now and then in long processes, whose segment then ran on Paddle
+    Inference. Exports are serialised, so the entries added during this one are its own.
+    """
+    try:
+        from paddle.jit.dy2static.program_translator import ProgramTranslator
+
+        translator = ProgramTranslator.get_instance()
+        records = [translator._params_recorder.params_dict, translator._inplace_map.params_dict]
+    except Exception:  # noqa: BLE001 - another Paddle: nothing to clean
+        records = []
+    with _EXPORTS:
+        before = [set(r) for r in records]
+        try:
+            yield
+        except BaseException:
+            for record, keys in zip(records, before):
+                for key in set(record) - keys:
+                    record.pop(key, None)
+            raise
+
+
 def _legacy_tracing_digest() -> str:
     """A digest of :func:`_legacy_tracing`'s source: part of a legacy program's key, so that a
     program (or a remembered refusal) traced with other rewrites is never reused."""
@@ -446,15 +480,14 @@ class _ProgramStore:
                         # Paddle 2.6 writes legacy programs anyway (and has no OldIrGuard)
                         old_ir = getattr(getattr(paddle, "pir_utils", None), "OldIrGuard", contextlib.nullcontext)
                         try:
-                            with old_ir(), _legacy_tracing():
+                            with old_ir(), _legacy_tracing(), _failed_trace_forgotten():
                                 paddle.jit.save(layer, str(tmp / "model"), input_spec=specs)
                         except Exception as exc:
                             lines = str(exc).strip().splitlines()
                             why = f"{type(exc).__name__}: {lines[-1].strip() if lines else ''}"
                             # Remembered only when Paddle's tracer cannot express the layer (a
                             # TypeError such as grid_sample's "must be Value, but got Variable"):
-                            # that is the same in every process. Anything else (a KeyError on a
-                            # parameter name, seen once in a long test process) may depend on the
+                            # that is the same in every process. Anything else may depend on the
                             # process, and the next process tries again.
                             if isinstance(exc, TypeError):
                                 _write_atomic(refused, why.encode())
