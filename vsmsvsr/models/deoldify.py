@@ -45,6 +45,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from vsmsvsr.models.blocks import shape_of
+
 __all__ = ["DeOldify", "DEOLDIFY_VARIANTS", "DeOldifyAdapter", "ADAPTER", "RENDER_BASE"]
 
 
@@ -198,14 +200,7 @@ class SelfAttention(nn.Layer):
         # beta[i, j] = softmax over the query positions i (axis 1) of f_i . g_j, as in PaddleGAN
         beta = F.softmax(paddle.matmul(f, g, transpose_x=True), axis=1)  # (B, N, N)
         out = self.gamma * paddle.matmul(h, beta) + flat
-        return paddle.reshape(out, _shape_of(x))
-
-
-@paddle.jit.not_to_static  # plain Python on the shape: no traced control flow
-def _shape_of(x: paddle.Tensor) -> "list[int] | paddle.Tensor":
-    """``x``'s shape as numbers where all are static (converters read a constant shape), else as a tensor."""
-    shape = list(x.shape)
-    return shape if min(shape) >= 0 else paddle.shape(x)
+        return paddle.reshape(out, shape_of(x))
 
 
 @paddle.jit.not_to_static  # plain Python on static shapes: no traced control flow

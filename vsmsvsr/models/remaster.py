@@ -38,6 +38,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from vsmsvsr.models.blocks import shape_of
+
 __all__ = ["DeepRemaster", "NetworkR", "NetworkC", "SourceReferenceAttention", "RemasterAdapter", "ADAPTER",
            "processing_size"]
 
@@ -51,13 +53,6 @@ _Triple = Sequence[int]
 
 # --------------------------------------------------------------------------------------------
 # building blocks
-
-
-@paddle.jit.not_to_static  # plain Python on the shape: no traced control flow
-def _shape_of(x: paddle.Tensor) -> "list[int] | paddle.Tensor":
-    """``x``'s shape as numbers where all are static (converters read a constant shape), else as a tensor."""
-    shape = list(x.shape)
-    return shape if min(shape) >= 0 else paddle.shape(x)
 
 
 class TempConv(nn.Layer):
@@ -129,7 +124,7 @@ class SourceReferenceAttention(nn.Layer):
         energy = paddle.matmul(query, key, transpose_x=True)               # (B, Ns, Nr)
         attention = F.softmax(energy, axis=-1)
         out = paddle.matmul(value, attention, transpose_y=True)            # (B, C, Ns)
-        out = paddle.reshape(out, _shape_of(source))
+        out = paddle.reshape(out, shape_of(source))
         return self.gamma * out + source
 
 
