@@ -159,15 +159,15 @@ def _check_key(backend: "Backend.OpenVINOCPU", threads: int) -> str:
     return hashlib.sha256(f"{openvino.__version__}|{backend.precision}|{threads}|{caps}".encode()).hexdigest()[:16]
 
 
-def _check_record(folder: Any, backend: "Backend.OpenVINOCPU", threads: int) -> Path:
+def _check_record(folder: Any, key: str) -> Path:
     """Where the passed check of ``folder``'s program is remembered (beside the compiled blob)."""
-    return Path(folder) / "openvino" / f"checked-{_check_key(backend, threads)}.json"
+    return Path(folder) / "openvino" / f"checked-{key}.json"
 
 
-def _refusal_record(folder: Path, backend: "Backend.OpenVINOCPU", threads: int) -> Path:
+def _refusal_record(folder: Path, key: str) -> Path:
     """Where a refusal of ``folder``'s program is remembered: beside the folder, which is removed
     (nothing but OpenVINO reads a legacy program); ``vsmsvsr cache clear`` removes it."""
-    return folder.with_name(f"{folder.name}.openvino-{_check_key(backend, threads)}.refused")
+    return folder.with_name(f"{folder.name}.openvino-{key}.refused")
 
 
 def _why(exc: BaseException) -> str:
@@ -199,13 +199,14 @@ def checked_program(store: _ProgramStore, part: str, layer: "paddle.nn.Layer", s
     (each costs seconds: a DeOldify at an odd size paid ~3 s per engine). Other failures (memory,
     files) are not remembered.
     """
-    refusal = _refusal_record(store.folder(part, shapes, legacy=True), backend, threads)
+    key = _check_key(backend, threads)
+    refusal = _refusal_record(store.folder(part, shapes, legacy=True), key)
     if refusal.is_file():
         return None, f"{refusal.read_text(errors='replace').strip()} (remembered)"
     try:
         folder = store.get(part, layer, shapes, legacy=True)
         compiled = compile_program(folder, backend, threads)
-        record = _check_record(folder, backend, threads)
+        record = _check_record(folder, key)
         if record.is_file():
             return compiled, ""
         probe = probe_inputs(part, shapes)

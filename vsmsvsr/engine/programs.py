@@ -8,7 +8,8 @@ used programs are removed until the cache fits ``$VSMSVSR_STATIC_CACHE_MAX`` (de
 ``"500MB"``, ``"8GB"``, bytes; ``0`` = no cap). A program held by a live engine of this process is
 never removed (one whose engine is gone may be: a long process such as a previewer or the test
 suite must not pin every size it ever saw); one removed while another process runs it costs that
-process nothing (Paddle has read it), and a later run exports it again. The cache functions import no Paddle (the CLI's ``cache`` command).
+process nothing (Paddle has read it), and a later run exports it again. The cache functions import
+no Paddle (the CLI's ``cache`` command).
 """
 from __future__ import annotations
 
