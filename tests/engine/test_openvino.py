@@ -20,6 +20,21 @@ pytestmark = pytest.mark.skipif(available_backends()["openvino"] is not None,
                                 reason=f"OpenVINO cannot run here: {available_backends()['openvino']}")
 
 
+def _compiled_outputs_changed(monkeypatch, change) -> None:
+    """Every program OpenVINO compiles from now on returns ``change(output)``: a converter that is
+    silently wrong."""
+    real = ov_backend.compile_program
+
+    class Changed:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def run(self, arrays):
+            return [change(o) for o in self.inner.run(arrays)]
+
+    monkeypatch.setattr(ov_backend, "compile_program", lambda *a, **k: Changed(real(*a, **k)))
+
+
 def _ov_segments(eng: Engine) -> list:
     return [p for p in eng._runner.predictors.values() if isinstance(p, ov_backend.CompiledSegment)]
 
@@ -44,16 +59,7 @@ def test_a_wrong_compiled_program_is_refused_and_paddle_inference_runs_it(weight
                                                                          monkeypatch, caplog):
     """A converter that silently changes the numbers (as paddle2onnx's LeakyReLU slopes did) is
     caught by the build-time check: no wrong frame is ever produced."""
-    real = ov_backend.compile_program
-
-    class Wrong:
-        def __init__(self, inner):
-            self.inner = inner
-
-        def run(self, arrays):
-            return [o * 1.001 for o in self.inner.run(arrays)]  # rel-L2 1e-3: plausible, wrong
-
-    monkeypatch.setattr(ov_backend, "compile_program", lambda *a, **k: Wrong(real(*a, **k)))
+    _compiled_outputs_changed(monkeypatch, lambda o: o * 1.001)  # rel-L2 1e-3: plausible, wrong
     eng = Engine(MODEL, weights, backend="openvino", cache_dir=tmp_path)
     with caplog.at_level(logging.INFO, logger="vsmsvsr.engine"):
         out = eng(frames)
@@ -80,16 +86,7 @@ def test_a_layer_runs_on_openvino_or_is_refused_whole(tmp_path, monkeypatch, cap
     assert isinstance(run._runner.programs[(x.shape,)], ov_backend.CompiledSegment)  # pixel_shuffle rewritten
     assert_close_to_golden(got, want, "toy layer on OpenVINO")
 
-    real = ov_backend.compile_program
-
-    class Broken:
-        def __init__(self, inner):
-            self.inner = inner
-
-        def run(self, arrays):
-            return [np.zeros_like(o) for o in self.inner.run(arrays)]
-
-    monkeypatch.setattr(ov_backend, "compile_program", lambda *a, **k: Broken(real(*a, **k)))
+    _compiled_outputs_changed(monkeypatch, np.zeros_like)
     run = LayerRunner(layer, choose_backend("openvino"), label="toy", cache_dir=tmp_path / "b")
     with caplog.at_level(logging.INFO, logger="vsmsvsr.engine"):
         (got,) = run(x)
@@ -235,16 +232,7 @@ def test_a_failed_check_is_remembered_and_the_refused_program_removed(tmp_path, 
     x = np.random.default_rng(3).random((1, 3, 12, 16), dtype=np.float32)
     with paddle.no_grad():
         want = layer(paddle.to_tensor(x)).numpy()
-    real = ov_backend.compile_program
-
-    class Off:
-        def __init__(self, inner):
-            self.inner = inner
-
-        def run(self, arrays):
-            return [o + 0.01 for o in self.inner.run(arrays)]
-
-    monkeypatch.setattr(ov_backend, "compile_program", lambda *a, **k: Off(real(*a, **k)))
+    _compiled_outputs_changed(monkeypatch, lambda o: o + 0.01)
     first = LayerRunner(layer, choose_backend("openvino"), label="tanh", cache_dir=tmp_path)
     (got,) = first(x)
     assert "rel-L2" in first._runner.refused
