@@ -8,8 +8,8 @@ import pytest
 import vapoursynth as vs
 
 from vsmsvsr.filters.scene import span_clip
-from vsmsvsr.filters.windowed import Output, windowed_clips
-from vsmsvsr.temporal import iter_spans
+from vsmsvsr.filters.windowed import Output, WindowCache, windowed_clips
+from vsmsvsr.temporal import Span, iter_spans
 
 core = vs.core
 
@@ -42,6 +42,26 @@ def test_each_frame_comes_from_its_span_and_no_span_crosses_a_cut(window, overla
     assert set(seen) == {tuple(span.context) for span in expected}
     for context in seen:  # context frames never reach across a cut
         assert not any(context[0] < c <= context[-1] for c in cuts)
+
+
+@pytest.mark.parametrize("readers", [1, 2])
+def test_a_window_that_still_owes_a_frame_outlives_windows_already_read(readers):
+    # Threads finish frames out of order: frame 1 is still to come when windows 2-3 and 4-5 start.
+    spans = [Span(0, 2, 0, 2), Span(2, 4, 2, 4), Span(4, 6, 4, 6)]
+    cache = WindowCache(lambda context: context * 10, size=2, readers=readers)
+
+    def read(n: int) -> float:
+        span = spans[n // 2]
+        context = lambda: np.arange(span.ctx_start, span.ctx_stop, dtype=np.float32)[:, None]  # noqa: E731
+        values = {float(cache.frame(span, n, context)[0]) for _ in range(readers)}  # every output reads n
+        assert values == {10.0 * n}
+        return values.pop()
+
+    for n in (0, 2, 3, 4, 1, 5):
+        read(n)
+    assert cache.runs == 3  # window 0-1 was kept for frame 1; window 2-3, read out, made room
+    read(2)  # a frame read again after its window left is computed again, with the same value
+    assert cache.runs == 4
 
 
 def test_several_outputs_share_one_run():

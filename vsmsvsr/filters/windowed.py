@@ -41,13 +41,21 @@ class WindowCache:
 
     One lock serialises the model: a Paddle predictor is not thread-safe and holds the GIL anyway,
     so parallel callbacks would only contend. A frame whose span is cached is served at once.
+
+    When a new result needs room, a window all of whose frames have been read by every output
+    (``readers`` reads each) goes first, the least recently used of those; only if every kept
+    window still owes frames does the least recently used one go. Threads finish frames out of
+    order: a plain LRU dropped a window one late frame still needed, as soon as two later windows
+    had been started, and ran it again.
     """
 
-    def __init__(self, run: WindowRunner, size: int = CACHE_WINDOWS, keeps: bool = False) -> None:
+    def __init__(self, run: WindowRunner, size: int = CACHE_WINDOWS, keeps: bool = False, readers: int = 1) -> None:
         self._run = run
         self._keeps = keeps
         self._size = size
+        self._readers = readers
         self._results: collections.OrderedDict[Span, np.ndarray] = collections.OrderedDict()
+        self._reads: dict[Span, collections.Counter[int]] = {}
         self._lock = threading.Lock()
         self.runs = 0
 
@@ -64,13 +72,24 @@ class WindowCache:
                     result = out[keep].copy()
                     del out
                 self._results[span] = result
+                self._reads[span] = collections.Counter()
                 self.runs += 1
                 while len(self._results) > self._size:
-                    self._results.popitem(last=False)
+                    self._evict(newest=span)
                 return_free_memory()  # what the window freed, glibc would otherwise keep
             else:
                 self._results.move_to_end(span)
+            self._reads[span][n] += 1
             return result[n - span.start]
+
+    def _read_out(self, span: Span) -> bool:
+        reads = self._reads[span]
+        return all(reads[i] >= self._readers for i in range(span.start, span.stop))
+
+    def _evict(self, newest: Span) -> None:
+        older = [s for s in self._results if s != newest]  # least recently used first
+        victim = next((s for s in older if self._read_out(s)), older[0])
+        del self._results[victim], self._reads[victim]
 
 
 @dataclass(frozen=True)
@@ -118,7 +137,7 @@ def windowed_clips(work: vs.VideoNode, spans: vs.VideoNode, window: int, overlap
     Frame ``n`` depends on the work frames ``n - (window - 1 + overlap) .. n + window + overlap - 1``
     only, so output never depends on request order or thread count.
     """
-    cache = WindowCache(run, cache_windows, keeps)
+    cache = WindowCache(run, cache_windows, keeps, readers=len(outputs))
     offsets = range(-(window - 1 + overlap), window + overlap)
     neighbours = [shifted(work, j) for j in offsets]
     clips = []
