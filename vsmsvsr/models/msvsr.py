@@ -45,6 +45,8 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.vision.ops import DeformConv2D
 
+from vsmsvsr.models.blocks import shape_of
+
 __all__ = ["MSVSR", "ModifiedSPyNet", "flow_warp"]
 
 _MIN_SIZE = 64
@@ -121,7 +123,10 @@ class PixelShufflePack(nn.Layer):
 
 
 def _offset_head(channels: int, deform_groups: int) -> nn.Sequential:
-    """Three conv+LeakyReLU, then a conv to 27*G channels (o1, o2, mask); last layer zero-init."""
+    """Three conv+LeakyReLU, then a conv to 27*G channels (o1, o2, mask); last layer zero-init.
+
+    Read it with :func:`_offset_logits`, not by calling it.
+    """
     return nn.Sequential(
         nn.Conv2D(2 * channels + 2, channels, 3, 1, 1),
         nn.LeakyReLU(negative_slope=0.1),
@@ -131,6 +136,23 @@ def _offset_head(channels: int, deform_groups: int) -> nn.Sequential:
         nn.LeakyReLU(negative_slope=0.1),
         nn.Conv2D(channels, 27 * deform_groups, 3, 1, 1, weight_attr=_zero_init(), bias_attr=_zero_init()),
     )
+
+
+def _offset_logits(head: nn.Sequential, x: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """``o1 ‖ o2`` and ``mask`` of ``head(x)`` (PaddleGAN's ``chunk(head(x), 3)``): ``(n, 18*G, h, w)``,
+    ``(n, 9*G, h, w)``.
+
+    The last convolution runs as two, on the offset rows and on the mask rows of its weights:
+    the same values (bit for bit on oneDNN), but a compiled program then has no split of the
+    27*G-channel output and no concatenation of o1 and o2, which the CPU plugin copies with its
+    reference kernels (a fifth of an alignment step at 180x320).
+    """
+    *body, last = head
+    for layer in body:
+        x = layer(x)
+    k = last.weight.shape[0] // 3
+    return (F.conv2d(x, last.weight[:2 * k], last.bias[:2 * k], padding=1),  # 3x3, stride 1, as built above
+            F.conv2d(x, last.weight[2 * k:], last.bias[2 * k:], padding=1))
 
 
 class AlignmentModule(nn.Layer):
@@ -149,10 +171,13 @@ class AlignmentModule(nn.Layer):
 
     def offsets(self, extra_feat: paddle.Tensor, flow: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
         """The (offset, mask) that ``forward`` samples with: ``(n, 18*g, h, w)``, ``(n, 9*g, h, w)``."""
-        out = self.conv_offset(paddle.concat([extra_feat, flow], axis=1))
-        o1, o2, mask = paddle.chunk(out, 3, axis=1)
-        offset = 10 * paddle.tanh(paddle.concat((o1, o2), axis=1))
-        offset = offset + flow.flip(1).tile([1, offset.shape[1] // 2, 1, 1])
+        o1o2, mask = _offset_logits(self.conv_offset, paddle.concat([extra_feat, flow], axis=1))
+        offset = 10 * paddle.tanh(o1o2)
+        # + the flow (y, x) on every (y, x) pair, by broadcasting: the same sums as PaddleGAN's
+        # tile of the flow to 18*G channels, which a compiled program copies twice more
+        shape = shape_of(offset)
+        pairs = offset.reshape([shape[0], -1, 2, shape[2], shape[3]]) + flow.flip(1).unsqueeze(1)
+        offset = pairs.reshape(shape)
         return offset, F.sigmoid(mask)
 
     def forward(self, x: paddle.Tensor, extra_feat: paddle.Tensor, flow: paddle.Tensor):
@@ -180,9 +205,8 @@ class ReAlignmentModule(nn.Layer):
     def offsets(self, pre_feat: paddle.Tensor, feat_current: paddle.Tensor, flow: paddle.Tensor,
                 pre_offset: paddle.Tensor, pre_mask: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
         """The (offset, mask) of ``dcn``, from ``pre_feat = mdconv(x, pre_offset, pre_mask)``."""
-        out = self.conv_offset(paddle.concat([pre_feat, feat_current, flow], axis=1))
-        o1, o2, mask = paddle.chunk(out, 3, axis=1)
-        offset = 10 * paddle.tanh(paddle.concat((o1, o2), axis=1)) + pre_offset
+        o1o2, mask = _offset_logits(self.conv_offset, paddle.concat([pre_feat, feat_current, flow], axis=1))
+        offset = 10 * paddle.tanh(o1o2) + pre_offset
         return offset, (F.sigmoid(mask) + pre_mask) / 2.0
 
     def forward(self, x: paddle.Tensor, flow: paddle.Tensor, feat_current: paddle.Tensor,
