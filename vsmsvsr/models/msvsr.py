@@ -118,8 +118,15 @@ class PixelShufflePack(nn.Layer):
         )
         self.pixel_shuffle = nn.PixelShuffle(scale_factor)
 
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return self.pixel_shuffle(self.upsample_conv(x))
+    def forward(self, x: paddle.Tensor, activation: Callable | None = None) -> paddle.Tensor:
+        """``activation(pixel_shuffle(conv(x)))``, computed as ``pixel_shuffle(activation(conv(x)))``.
+
+        ``activation`` is element-wise (a LeakyReLU), so the two are the same values bit for bit;
+        applied before the shuffle, a compiled program fuses it into the convolution instead of
+        running it over the shuffled tensor (32 channels at 4x: 20 ms per 180x320 frame).
+        """
+        y = self.upsample_conv(x)
+        return self.pixel_shuffle(y if activation is None else activation(y))
 
 
 def _offset_head(channels: int, deform_groups: int) -> nn.Sequential:
@@ -591,8 +598,8 @@ class MSVSR(nn.Layer):
         images, feats = [], []
         for i in range(len(spatial)):
             hr_low = self.aux_reconstruction(paddle.concat([spatial[i], stage1[i], s2b[i], s2f[i]], axis=1))
-            hr_mid = self.lrelu(self.aux_upsample1(hr_low))
-            hr_high = self.lrelu(self.aux_upsample2(hr_mid))
+            hr_mid = self.aux_upsample1(hr_low, self.lrelu)
+            hr_high = self.aux_upsample2(hr_mid, self.lrelu)
             hr = self.aux_conv_last(hr_high) + self._img_upsample(lqs[:, i])
             if self.return_aux:
                 images.append(hr)
@@ -606,14 +613,14 @@ class MSVSR(nn.Layer):
         outputs = []
         for i in range(lqs.shape[1]):
             hr = self.reconstruction(paddle.concat([b[i] for b in branches], axis=1))
-            hr = self.lrelu(self.upsample1(hr))
-            hr = self.lrelu(self.upsample2(hr))
+            hr = self.upsample1(hr, self.lrelu)
+            hr = self.upsample2(hr, self.lrelu)
             if not self.only_last:
                 hr = self.lrelu(self.conv_hr(hr))
             hr = self.conv_last(hr) + self._img_upsample(lqs[:, i])
             if self.use_local_connnect:
-                local = self.lrelu(self.aux_upsample1(branches[1][i]))
-                local = self.lrelu(self.aux_upsample2(local))
+                local = self.aux_upsample1(branches[1][i], self.lrelu)
+                local = self.aux_upsample2(local, self.lrelu)
                 hr = self.hybrid_conv_last(local) + hr
             outputs.append(hr)
         return paddle.stack(outputs, axis=1)
