@@ -45,7 +45,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.vision.ops import DeformConv2D
 
-from vsmsvsr.models.blocks import shape_of
+from vsmsvsr.models.blocks import conv_before_shuffle, conv_of_concat, shape_of
 
 __all__ = ["MSVSR", "ModifiedSPyNet", "flow_warp"]
 
@@ -589,11 +589,12 @@ class MSVSR(nn.Layer):
         return pair
 
     def auxiliary_stage(self, lqs: paddle.Tensor, spatial: list[paddle.Tensor], stage1: list[paddle.Tensor],
-                        s2b: list[paddle.Tensor], s2f: list[paddle.Tensor]):
+                        s2b: list[paddle.Tensor], s2f: list[paddle.Tensor], compiled: bool = False):
         """Auxiliary x4 reconstruction after stage 2 and its features for stage 3.
 
         Returns (images or None, features): ``(n, 3, 4h, 4w)`` per frame (kept only when
-        ``return_aux``) and ``(n, c, h, w)`` per frame.
+        ``return_aux``) and ``(n, c, h, w)`` per frame. ``compiled``: written for a compiled
+        program (the same maths, sums in another order; see :func:`conv_of_concat`).
         """
         images, feats = [], []
         for i in range(len(spatial)):
@@ -603,25 +604,42 @@ class MSVSR(nn.Layer):
             hr = self.aux_conv_last(hr_high) + self._img_upsample(lqs[:, i])
             if self.return_aux:
                 images.append(hr)
-            aux_feat = self.aux_block_down1(paddle.concat([hr, hr_high], axis=1))
+            if compiled:
+                down, *rest = self.aux_block_down1
+                aux_feat = conv_of_concat(down, [hr, hr_high])
+                for layer in rest:
+                    aux_feat = layer(aux_feat)
+            else:
+                aux_feat = self.aux_block_down1(paddle.concat([hr, hr_high], axis=1))
             aux_feat = self.aux_block_down2(paddle.concat([aux_feat, hr_mid], axis=1))
             feats.append(self.aux_fusion(paddle.concat([aux_feat, hr_low], axis=1)))
         return (images if self.return_aux else None), feats
 
-    def upsample(self, lqs: paddle.Tensor, branches: list[list[paddle.Tensor]]) -> paddle.Tensor:
-        """Final x4 reconstruction; ``branches`` = [spatial, stage1, s2b, s2f, s3b, s3f]."""
+    def _x4_tail(self, pack: PixelShufflePack, conv: nn.Conv2D, x: paddle.Tensor, compiled: bool) -> paddle.Tensor:
+        """``conv(lrelu(pack(x)))``: x2 features to an x4 image. ``compiled``: ``conv`` moved before
+        the shuffle (:func:`conv_before_shuffle`), written for a compiled program."""
+        if not compiled:
+            return conv(pack(x, self.lrelu))
+        weight, bias = conv_before_shuffle(conv.weight, conv.bias)
+        return pack.pixel_shuffle(F.conv2d(self.lrelu(pack.upsample_conv(x)), weight, bias, padding=1))
+
+    def upsample(self, lqs: paddle.Tensor, branches: list[list[paddle.Tensor]], compiled: bool = False) -> paddle.Tensor:
+        """Final x4 reconstruction; ``branches`` = [spatial, stage1, s2b, s2f, s3b, s3f].
+
+        ``compiled``: written for a compiled program (the same maths, sums in another order).
+        """
         outputs = []
         for i in range(lqs.shape[1]):
             hr = self.reconstruction(paddle.concat([b[i] for b in branches], axis=1))
             hr = self.upsample1(hr, self.lrelu)
-            hr = self.upsample2(hr, self.lrelu)
-            if not self.only_last:
-                hr = self.lrelu(self.conv_hr(hr))
-            hr = self.conv_last(hr) + self._img_upsample(lqs[:, i])
+            if self.only_last:
+                hr = self._x4_tail(self.upsample2, self.conv_last, hr, compiled)
+            else:
+                hr = self.conv_last(self.lrelu(self.conv_hr(self.upsample2(hr, self.lrelu))))
+            hr = hr + self._img_upsample(lqs[:, i])
             if self.use_local_connnect:
                 local = self.aux_upsample1(branches[1][i], self.lrelu)
-                local = self.aux_upsample2(local, self.lrelu)
-                hr = self.hybrid_conv_last(local) + hr
+                hr = self._x4_tail(self.aux_upsample2, self.hybrid_conv_last, local, compiled) + hr
             outputs.append(hr)
         return paddle.stack(outputs, axis=1)
 
@@ -678,7 +696,7 @@ class MSVSR(nn.Layer):
                     self.inner = inner
 
                 def forward(self, lq, spatial, stage1, s2b, s2f):
-                    return self.inner.auxiliary_stage(lq, [spatial], [stage1], [s2b], [s2f])[1][0]
+                    return self.inner.auxiliary_stage(lq, [spatial], [stage1], [s2b], [s2f], compiled=True)[1][0]
 
             class UpsampleFrame(nn.Layer):
                 def __init__(self, inner: "MSVSR") -> None:
@@ -686,7 +704,7 @@ class MSVSR(nn.Layer):
                     self.inner = inner
 
                 def forward(self, lq, spatial, stage1, s2b, s2f, s3b, s3f):
-                    return self.inner.upsample(lq, [[spatial], [stage1], [s2b], [s2f], [s3b], [s3f]])
+                    return self.inner.upsample(lq, [[spatial], [stage1], [s2b], [s2f], [s3b], [s3f]], compiled=True)
 
             aux = segment("frame.auxiliary_stage", AuxFrame(plain), 1)
             up = segment("frame.upsample", UpsampleFrame(plain), 4)
