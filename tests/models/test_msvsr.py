@@ -267,3 +267,22 @@ def test_unreadable_file_is_a_weights_error(tmp_path):
         load_model("PP-MSVSR", weights=junk)
     with pytest.raises(WeightsError, match=r"no such file"):
         load_model("PP-MSVSR", weights=tmp_path / "absent.pdparams")
+
+
+@pytest.mark.parametrize("name", list(SPEC_OF))
+def test_the_program_forms_of_the_x4_stages_compute_the_same_images_and_features(models, name):
+    """What the engine compiles (tails before their pixel shuffles, the 3+C-channel concat as two
+    convolutions) is the eager stage up to the order of sums."""
+    model = models[name]
+    c = model.mid_channels
+    rng = np.random.default_rng(7)
+    lq = paddle.to_tensor(rng.random((1, 1, 3, 64, 72), dtype=np.float32))
+    branches = [[paddle.to_tensor(rng.standard_normal((1, c, 64, 72), dtype=np.float32))] for _ in range(6)]
+
+    def rel(a, b):
+        return float(np.linalg.norm(a.numpy() - b.numpy()) / np.linalg.norm(b.numpy()))
+
+    with paddle.no_grad():
+        assert rel(model.upsample(lq, branches, model.moved_tails()), model.upsample(lq, branches)) < 1e-6
+        (feat,) = model.auxiliary_stage(lq, *branches[:4], compiled=True)[1]
+        assert rel(feat, model.auxiliary_stage(lq, *branches[:4])[1][0]) < 1e-6

@@ -162,6 +162,24 @@ def _offset_logits(head: nn.Sequential, x: paddle.Tensor) -> tuple[paddle.Tensor
             F.conv2d(x, last.weight[2 * k:], last.bias[2 * k:], padding=1))
 
 
+class ConvBeforeShuffle(nn.Layer):
+    """``conv``, a 3x3 convolution that follows a pixel shuffle by 2, as the convolution before it
+    (:func:`conv_before_shuffle`), its kernel computed once from ``conv``'s weights when built:
+    a program holds it as a weight, not as the operations that make it (which Paddle
+    Inference's passes refuse). Input (n, 4c, h, w), output (n, 4o, h, w) to be shuffled.
+    """
+
+    def __init__(self, conv: nn.Conv2D) -> None:
+        super().__init__()
+        with paddle.no_grad():
+            weight, bias = conv_before_shuffle(conv.weight, conv.bias)
+        self.weight = self.create_parameter(weight.shape, default_initializer=nn.initializer.Assign(weight))
+        self.bias = self.create_parameter(bias.shape, is_bias=True, default_initializer=nn.initializer.Assign(bias))
+
+    def forward(self, y: paddle.Tensor) -> paddle.Tensor:
+        return F.conv2d(y, self.weight, self.bias, padding=1)
+
+
 class AlignmentModule(nn.Layer):
     """Flow-guided deformable alignment (stage 1 and stage 2).
 
@@ -615,31 +633,43 @@ class MSVSR(nn.Layer):
             feats.append(self.aux_fusion(paddle.concat([aux_feat, hr_low], axis=1)))
         return (images if self.return_aux else None), feats
 
-    def _x4_tail(self, pack: PixelShufflePack, conv: nn.Conv2D, x: paddle.Tensor, compiled: bool) -> paddle.Tensor:
-        """``conv(lrelu(pack(x)))``: x2 features to an x4 image. ``compiled``: ``conv`` moved before
-        the shuffle (:func:`conv_before_shuffle`), written for a compiled program."""
-        if not compiled:
+    def _x4_tail(self, pack: PixelShufflePack, conv: nn.Conv2D, x: paddle.Tensor,
+                 moved: dict[str, "ConvBeforeShuffle"] | None, name: str) -> paddle.Tensor:
+        """``conv(lrelu(pack(x)))``: x2 features to an x4 image; with ``moved[name]``, ``conv`` runs
+        before the shuffle (:class:`ConvBeforeShuffle`)."""
+        if moved is None:
             return conv(pack(x, self.lrelu))
-        weight, bias = conv_before_shuffle(conv.weight, conv.bias)
-        return pack.pixel_shuffle(F.conv2d(self.lrelu(pack.upsample_conv(x)), weight, bias, padding=1))
+        return pack.pixel_shuffle(moved[name](self.lrelu(pack.upsample_conv(x))))
 
-    def upsample(self, lqs: paddle.Tensor, branches: list[list[paddle.Tensor]], compiled: bool = False) -> paddle.Tensor:
+    def moved_tails(self) -> nn.LayerDict:
+        """The convolutions of ``upsample``'s x4 tails moved before their pixel shuffles, for
+        ``upsample(..., moved=...)`` in a compiled program (see :class:`ConvBeforeShuffle`)."""
+        tails = nn.LayerDict()
+        if self.only_last:  # PP-MSVSR-L's conv_hr runs at 4x first: its conv_last stays
+            tails["conv_last"] = ConvBeforeShuffle(self.conv_last)
+        if self.use_local_connnect:
+            tails["hybrid_conv_last"] = ConvBeforeShuffle(self.hybrid_conv_last)
+        return tails
+
+    def upsample(self, lqs: paddle.Tensor, branches: list[list[paddle.Tensor]],
+                 moved: nn.LayerDict | None = None) -> paddle.Tensor:
         """Final x4 reconstruction; ``branches`` = [spatial, stage1, s2b, s2f, s3b, s3f].
 
-        ``compiled``: written for a compiled program (the same maths, sums in another order).
+        ``moved``: from :meth:`moved_tails`, for a compiled program (the same maths, summed in
+        another order).
         """
         outputs = []
         for i in range(lqs.shape[1]):
             hr = self.reconstruction(paddle.concat([b[i] for b in branches], axis=1))
             hr = self.upsample1(hr, self.lrelu)
             if self.only_last:
-                hr = self._x4_tail(self.upsample2, self.conv_last, hr, compiled)
+                hr = self._x4_tail(self.upsample2, self.conv_last, hr, moved, "conv_last")
             else:
                 hr = self.conv_last(self.lrelu(self.conv_hr(self.upsample2(hr, self.lrelu))))
             hr = hr + self._img_upsample(lqs[:, i])
             if self.use_local_connnect:
                 local = self.aux_upsample1(branches[1][i], self.lrelu)
-                hr = self._x4_tail(self.aux_upsample2, self.hybrid_conv_last, local, compiled) + hr
+                hr = self._x4_tail(self.aux_upsample2, self.hybrid_conv_last, local, moved, "hybrid_conv_last") + hr
             outputs.append(hr)
         return paddle.stack(outputs, axis=1)
 
@@ -702,9 +732,10 @@ class MSVSR(nn.Layer):
                 def __init__(self, inner: "MSVSR") -> None:
                     super().__init__()
                     self.inner = inner
+                    self.moved = inner.moved_tails()
 
                 def forward(self, lq, spatial, stage1, s2b, s2f, s3b, s3f):
-                    return self.inner.upsample(lq, [[spatial], [stage1], [s2b], [s2f], [s3b], [s3f]], compiled=True)
+                    return self.inner.upsample(lq, [[spatial], [stage1], [s2b], [s2f], [s3b], [s3f]], self.moved)
 
             aux = segment("frame.auxiliary_stage", AuxFrame(plain), 1)
             up = segment("frame.upsample", UpsampleFrame(plain), 4)
