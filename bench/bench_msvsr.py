@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import os
 import resource
@@ -109,9 +110,20 @@ def _flop_counter(model):
             if id(layer) in heads:
                 counts["stage2_offset_heads"] += 2 * macs  # part of "conv", not added to the total
 
+    def last_of_head(last, layer, inputs, output):
+        # an offset head's last convolution runs as two F.conv2d on its weights (msvsr._offset_logits),
+        # not as a layer: counted from the activation before it, (n, C, h, w) -> (n, 27*G, h, w)
+        macs = int(np.prod(output.shape)) * int(last.weight.shape[0] * last.weight.shape[2] * last.weight.shape[3])
+        counts["conv"] += 2 * macs
+        if id(last) in heads:
+            counts["stage2_offset_heads"] += 2 * macs
+
     for layer in model.sublayers():
         if isinstance(layer, (paddle.nn.Conv2D, DeformConv2D)):
             handles.append(layer.register_forward_post_hook(hook))
+    for name, head in model.named_sublayers():
+        if name.endswith("conv_offset"):
+            handles.append(head[-2].register_forward_post_hook(functools.partial(last_of_head, head[-1])))
 
     def remove():
         for h in handles:
