@@ -122,16 +122,16 @@ _MSVSR_L_KWARGS = dict(
 # (2 cores, Paddle 3.3.1, OpenVINO 2026.4); its output is pasted here.
 from vsmsvsr.engine.memory import MemoryModel  # noqa: E402 - pure Python, no Paddle
 
-_MSVSR_MEMORY = {"openvino": MemoryModel(6.727e+08, 1286, per_pixel=6.684e+04),
+_MSVSR_MEMORY = {"openvino": MemoryModel(5.278e+08, 1173, per_pixel=5.312e+04),
                  "cpu": MemoryModel(5.763e+08, 1240, per_pixel=3.232e+04),
                  "dygraph": MemoryModel(5.269e+08, 1239, per_pixel=2.516e+04)}
 # PP-MSVSR-L on the compiled backends: at the calibrated sizes (<= 9 frames) the peak is set by the
 # per-frame stages and the fit cannot separate the features each frame keeps; those are taken as
 # twice PP-MSVSR's (64 channels instead of 32; dygraph, where the fit separates them, measured 2636
 # against PP-MSVSR's 1239), so that long windows are not under-estimated. openvino refitted after
-# the steps between deformable convolutions became programs (base and per_pixel; the fit gave 110
-# per frame pixel, for the reason above).
-_MSVSR_L_MEMORY = {"openvino": MemoryModel(7.095e+08, 2 * 1286, per_pixel=1.352e+05),
+# the x4 tails' convolutions moved before their pixel shuffles (base and per_pixel; the fit gave 2198
+# per frame pixel).
+_MSVSR_L_MEMORY = {"openvino": MemoryModel(5.969e+08, 2 * 1173, per_pixel=1.146e+05),
                    "cpu": MemoryModel(8.542e+08, 2 * 1240, per_pixel=7.096e+04),
                    "dygraph": MemoryModel(6.289e+08, 2636, per_pixel=5.112e+04)}
 # DeOldify's openvino figures since OpenVINO compiles it whole (self-attention traced as legacy operators)
