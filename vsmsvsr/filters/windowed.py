@@ -54,16 +54,17 @@ class WindowCache:
         self._keeps = keeps
         self._size = size
         self._readers = readers
-        self._results: collections.OrderedDict[Span, np.ndarray] = collections.OrderedDict()
-        self._reads: dict[Span, collections.Counter[int]] = {}
+        # span -> (its output frames, reads of each frame), least recently used first
+        self._results: collections.OrderedDict[Span, tuple[np.ndarray, collections.Counter[int]]] = \
+            collections.OrderedDict()
         self._lock = threading.Lock()
         self.runs = 0
 
     def frame(self, span: Span, n: int, frames: Callable[[], np.ndarray]) -> np.ndarray:
         """Result ``(planes', h', w')`` of frame ``n``; ``frames()`` gives the span's context."""
         with self._lock:
-            result = self._results.get(span)
-            if result is None:
+            entry = self._results.get(span)
+            if entry is None:
                 keep = slice(span.start - span.ctx_start, span.stop - span.ctx_start)
                 if self._keeps:  # the runner returns only the output frames
                     result = self._run(frames(), keep=keep)
@@ -71,25 +72,25 @@ class WindowCache:
                     out = self._run(frames())
                     result = out[keep].copy()
                     del out
-                self._results[span] = result
-                self._reads[span] = collections.Counter()
+                entry = self._results[span] = (result, collections.Counter())
                 self.runs += 1
                 while len(self._results) > self._size:
                     self._evict(newest=span)
                 return_free_memory()  # what the window freed, glibc would otherwise keep
             else:
                 self._results.move_to_end(span)
-            self._reads[span][n] += 1
+            result, reads = entry
+            reads[n] += 1
             return result[n - span.start]
 
     def _read_out(self, span: Span) -> bool:
-        reads = self._reads[span]
+        reads = self._results[span][1]
         return all(reads[i] >= self._readers for i in range(span.start, span.stop))
 
     def _evict(self, newest: Span) -> None:
         older = [s for s in self._results if s != newest]  # least recently used first
         victim = next((s for s in older if self._read_out(s)), older[0])
-        del self._results[victim], self._reads[victim]
+        del self._results[victim]
 
 
 @dataclass(frozen=True)
