@@ -45,7 +45,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.vision.ops import DeformConv2D
 
-from vsmsvsr.models.blocks import conv_before_shuffle, conv_of_concat, shape_of
+from vsmsvsr.models.blocks import conv_after_shuffle_stride2, shape_of, sub_pixel_conv, sub_pixel_kernels
 
 __all__ = ["MSVSR", "ModifiedSPyNet", "flow_warp"]
 
@@ -163,21 +163,41 @@ def _offset_logits(head: nn.Sequential, x: paddle.Tensor) -> tuple[paddle.Tensor
 
 
 class ConvBeforeShuffle(nn.Layer):
-    """``conv``, a 3x3 convolution that follows a pixel shuffle by 2, as the convolution before it
-    (:func:`conv_before_shuffle`), its kernel computed once from ``conv``'s weights when built:
-    a program holds it as a weight, not as the operations that make it (which Paddle
-    Inference's passes refuse). Input (n, 4c, h, w), output (n, 4o, h, w) to be shuffled.
+    """``conv``, a 3x3 convolution that follows a pixel shuffle by 2, run before it as a 2x2
+    convolution per sub-pixel (:func:`sub_pixel_conv`), its kernel computed once from ``conv``'s
+    weights when built: a program holds it as a weight, not as the operations that make it (which
+    Paddle Inference's passes refuse). Input (n, 4c, h, w), output (n, 4o, h, w) to be shuffled.
     """
 
     def __init__(self, conv: nn.Conv2D) -> None:
         super().__init__()
         with paddle.no_grad():
-            weight, bias = conv_before_shuffle(conv.weight, conv.bias)
+            weight, bias = sub_pixel_kernels(conv.weight, conv.bias)
         self.weight = self.create_parameter(weight.shape, default_initializer=nn.initializer.Assign(weight))
         self.bias = self.create_parameter(bias.shape, is_bias=True, default_initializer=nn.initializer.Assign(bias))
 
     def forward(self, y: paddle.Tensor) -> paddle.Tensor:
-        return F.conv2d(y, self.weight, self.bias, padding=1)
+        return sub_pixel_conv(y, self.weight, self.bias)
+
+
+class StridedConvOfShuffled(nn.Layer):
+    """``conv`` (3x3, stride 2, padding 1) of ``concat(x, pixel_shuffle(y, 2))``, where ``x`` has its
+    first ``start`` input channels: ``x`` as it is, ``y`` unshuffled as a 2x2 convolution
+    (:func:`conv_after_shuffle_stride2`), the kernels computed once when built. The shuffled tensor
+    (four times ``y``'s pixels) is never made. Output (n, o, h, w) for ``y`` (n, 4c, h, w)."""
+
+    def __init__(self, conv: nn.Conv2D, start: int) -> None:
+        super().__init__()
+        with paddle.no_grad():
+            own, shuffled = conv.weight[:, :start].clone(), conv_after_shuffle_stride2(conv.weight[:, start:])
+        self.weight = self.create_parameter(own.shape, default_initializer=nn.initializer.Assign(own))
+        self.shuffled_weight = self.create_parameter(shuffled.shape, default_initializer=nn.initializer.Assign(shuffled))
+        self.bias = self.create_parameter(conv.bias.shape, is_bias=True,
+                                          default_initializer=nn.initializer.Assign(conv.bias))
+
+    def forward(self, x: paddle.Tensor, y: paddle.Tensor) -> paddle.Tensor:
+        return (F.conv2d(x, self.weight, self.bias, stride=2, padding=1)
+                + F.conv2d(y, self.shuffled_weight, padding=[1, 0, 1, 0]))
 
 
 class AlignmentModule(nn.Layer):
@@ -607,31 +627,39 @@ class MSVSR(nn.Layer):
         return pair
 
     def auxiliary_stage(self, lqs: paddle.Tensor, spatial: list[paddle.Tensor], stage1: list[paddle.Tensor],
-                        s2b: list[paddle.Tensor], s2f: list[paddle.Tensor], compiled: bool = False):
+                        s2b: list[paddle.Tensor], s2f: list[paddle.Tensor], moved: nn.LayerDict | None = None):
         """Auxiliary x4 reconstruction after stage 2 and its features for stage 3.
 
         Returns (images or None, features): ``(n, 3, 4h, 4w)`` per frame (kept only when
-        ``return_aux``) and ``(n, c, h, w)`` per frame. ``compiled``: written for a compiled
-        program (the same maths, sums in another order; see :func:`conv_of_concat`).
+        ``return_aux``) and ``(n, c, h, w)`` per frame. ``moved``: from :meth:`moved_aux`, for a
+        compiled program (the same maths, summed in another order): the convolutions that read
+        the C-channel x4 features run on them unshuffled, so that tensor is never made.
         """
         images, feats = [], []
         for i in range(len(spatial)):
             hr_low = self.aux_reconstruction(paddle.concat([spatial[i], stage1[i], s2b[i], s2f[i]], axis=1))
             hr_mid = self.aux_upsample1(hr_low, self.lrelu)
-            hr_high = self.aux_upsample2(hr_mid, self.lrelu)
-            hr = self.aux_conv_last(hr_high) + self._img_upsample(lqs[:, i])
+            if moved is None:
+                hr_high = self.aux_upsample2(hr_mid, self.lrelu)
+                hr = self.aux_conv_last(hr_high) + self._img_upsample(lqs[:, i])
+                aux_feat = self.aux_block_down1(paddle.concat([hr, hr_high], axis=1))
+            else:
+                high = self.lrelu(self.aux_upsample2.upsample_conv(hr_mid))  # hr_high before its shuffle
+                hr = self.aux_upsample2.pixel_shuffle(moved["aux_conv_last"](high)) + self._img_upsample(lqs[:, i])
+                aux_feat = moved["aux_block_down1"](hr, high)
+                for layer in self.aux_block_down1[1:]:
+                    aux_feat = layer(aux_feat)
             if self.return_aux:
                 images.append(hr)
-            if compiled:
-                down, *rest = self.aux_block_down1
-                aux_feat = conv_of_concat(down, [hr, hr_high])
-                for layer in rest:
-                    aux_feat = layer(aux_feat)
-            else:
-                aux_feat = self.aux_block_down1(paddle.concat([hr, hr_high], axis=1))
             aux_feat = self.aux_block_down2(paddle.concat([aux_feat, hr_mid], axis=1))
             feats.append(self.aux_fusion(paddle.concat([aux_feat, hr_low], axis=1)))
         return (images if self.return_aux else None), feats
+
+    def moved_aux(self) -> nn.LayerDict:
+        """The convolutions of ``auxiliary_stage`` that read its x4 features, moved before their
+        pixel shuffle, for ``auxiliary_stage(..., moved=...)`` in a compiled program."""
+        return nn.LayerDict({"aux_conv_last": ConvBeforeShuffle(self.aux_conv_last),
+                             "aux_block_down1": StridedConvOfShuffled(self.aux_block_down1[0], 3)})
 
     def _x4_tail(self, pack: PixelShufflePack, conv: nn.Conv2D, x: paddle.Tensor,
                  moved: dict[str, "ConvBeforeShuffle"] | None, name: str) -> paddle.Tensor:
@@ -724,9 +752,10 @@ class MSVSR(nn.Layer):
                 def __init__(self, inner: "MSVSR") -> None:
                     super().__init__()
                     self.inner = inner
+                    self.moved = inner.moved_aux()
 
                 def forward(self, lq, spatial, stage1, s2b, s2f):
-                    return self.inner.auxiliary_stage(lq, [spatial], [stage1], [s2b], [s2f], compiled=True)[1][0]
+                    return self.inner.auxiliary_stage(lq, [spatial], [stage1], [s2b], [s2f], self.moved)[1][0]
 
             class UpsampleFrame(nn.Layer):
                 def __init__(self, inner: "MSVSR") -> None:
