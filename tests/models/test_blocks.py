@@ -1,6 +1,6 @@
 """Shared architecture pieces: rewritten convolutions compute what the plain ones do."""
 import numpy as np, paddle, paddle.nn.functional as F, pytest
-from vsmsvsr.models.blocks import (conv_after_shuffle_stride2, conv_before_shuffle,
+from vsmsvsr.models.blocks import (conv_after_shuffle_stride2, conv_before_shuffle, conv_of_concat,
                                    sub_pixel_conv, sub_pixel_kernels)
 
 def rel(a, b): return float(np.linalg.norm(a.numpy() - b.numpy()) / np.linalg.norm(b.numpy()))
@@ -39,3 +39,11 @@ def test_a_stride_2_conv_after_the_shuffle_is_a_2x2_conv_before_it(h, w):
     before = F.conv2d(y, conv_after_shuffle_stride2(wt), padding=[1, 0, 1, 0])
     assert before.shape == after.shape == [1, 4, h, w]
     assert rel(before, after) < 1e-6
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_of_concat_is_the_conv_of_the_concatenation(stride):
+    rng = np.random.default_rng(stride)
+    parts = [paddle.to_tensor(rng.standard_normal((1, ch, 12, 10), dtype=np.float32)) for ch in (3, 32, 5)]
+    conv = paddle.nn.Conv2D(40, 16, 3, stride, 1)
+    assert rel(conv_of_concat(conv, parts), conv(paddle.concat(parts, axis=1))) < 1e-6

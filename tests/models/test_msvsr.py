@@ -270,9 +270,9 @@ def test_unreadable_file_is_a_weights_error(tmp_path):
 
 
 @pytest.mark.parametrize("name", list(SPEC_OF))
-def test_the_program_forms_of_the_x4_stages_compute_the_same_images_and_features(models, name):
+def test_the_program_forms_of_the_stages_compute_the_same_images_and_features(models, name):
     """What the engine compiles (convolutions of shuffled tensors as convolutions before the
-    shuffle) is the eager stage up to the order of sums."""
+    shuffle, convolutions of concatenations one per part) is the eager stage up to the order of sums."""
     model = models[name]
     c = model.mid_channels
     rng = np.random.default_rng(7)
@@ -286,3 +286,8 @@ def test_the_program_forms_of_the_x4_stages_compute_the_same_images_and_features
         assert rel(model.upsample(lq, branches, model.moved_tails()), model.upsample(lq, branches)) < 1e-6
         (feat,) = model.auxiliary_stage(lq, *branches[:4], model.moved_aux())[1]
         assert rel(feat, model.auxiliary_stage(lq, *branches[:4])[1][0]) < 1e-6
+        feats = [b[0] for b in branches[:3]]
+        assert rel(model._fuse_stage1_of_parts(feats), model._fuse_stage1(feats)) < 1e-6
+        for name in model.backbone.keys():
+            feats = [b[0] for b in branches[:model.backbone[name].covn1.weight.shape[1] // c]]
+            assert rel(model._fuse_of_parts(name, feats), model._fuse(name, feats)) < 1e-6

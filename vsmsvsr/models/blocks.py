@@ -109,3 +109,18 @@ def conv_after_shuffle_stride2(weight: paddle.Tensor) -> paddle.Tensor:
     padded = paddle.nn.functional.pad(weight, [1, 0, 1, 0])  # tap t at index t + 1 = 2a + dy
     k = padded.reshape([o, c, 2, 2, 2, 2])  # (o, c, a, dy, b, dx)
     return k.transpose([0, 1, 3, 5, 2, 4]).reshape([o, 4 * c, 2, 2])
+
+
+def conv_of_concat(conv: paddle.nn.Conv2D, parts: list[paddle.Tensor]) -> paddle.Tensor:
+    """``conv(paddle.concat(parts, axis=1))`` as one convolution per part on its rows of the
+    weights, summed: the same products, summed in another order. A compiled program then
+    neither copies the parts into one tensor nor converts that tensor's layout as a whole
+    (each part is read by its own convolution, the sums fused into them).
+    """
+    out, start = None, 0
+    for part in parts:
+        stop = start + part.shape[1]
+        y = paddle.nn.functional.conv2d(part, conv.weight[:, start:stop], conv.bias if out is None else None,
+                                        stride=conv._stride, padding=conv._padding, dilation=conv._dilation)
+        out, start = (y if out is None else out + y), stop
+    return out

@@ -45,7 +45,8 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.vision.ops import DeformConv2D
 
-from vsmsvsr.models.blocks import conv_after_shuffle_stride2, shape_of, sub_pixel_conv, sub_pixel_kernels
+from vsmsvsr.models.blocks import (conv_after_shuffle_stride2, conv_of_concat, shape_of, sub_pixel_conv,
+                                   sub_pixel_kernels)
 
 __all__ = ["MSVSR", "ModifiedSPyNet", "flow_warp"]
 
@@ -105,6 +106,11 @@ class ResidualBlocksWithInputConv(nn.Layer):
 
     def forward(self, feat: paddle.Tensor) -> paddle.Tensor:
         return self.ResidualBlocks(self.Leaky_relu(self.covn1(feat)))
+
+    def of_parts(self, parts: list[paddle.Tensor]) -> paddle.Tensor:
+        """``forward(paddle.concat(parts, axis=1))`` for a compiled program: the input convolution
+        as one per part (:func:`conv_of_concat`), the same maths summed in another order."""
+        return self.ResidualBlocks(self.Leaky_relu(conv_of_concat(self.covn1, parts)))
 
 
 class PixelShufflePack(nn.Layer):
@@ -545,6 +551,13 @@ class MSVSR(nn.Layer):
     def _fuse_stage1(self, feats: list[paddle.Tensor]) -> paddle.Tensor:
         return self.stage1_blocks(paddle.concat(feats, axis=1))
 
+    # the same two steps as ``engine_segments`` compiles them (see ``ResidualBlocksWithInputConv.of_parts``)
+    def _fuse_of_parts(self, name: str, feats: list[paddle.Tensor]) -> paddle.Tensor:
+        return feats[-1] + self.backbone[name].of_parts(feats)
+
+    def _fuse_stage1_of_parts(self, feats: list[paddle.Tensor]) -> paddle.Tensor:
+        return self.stage1_blocks.of_parts(feats)
+
     def _align(self, name: str, feat_prop: paddle.Tensor, feat_current: paddle.Tensor,
                flow: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
         """Stage 1/2 alignment (``AlignmentModule.forward``): (aligned feature, offset, mask)."""
@@ -633,11 +646,16 @@ class MSVSR(nn.Layer):
         Returns (images or None, features): ``(n, 3, 4h, 4w)`` per frame (kept only when
         ``return_aux``) and ``(n, c, h, w)`` per frame. ``moved``: from :meth:`moved_aux`, for a
         compiled program (the same maths, summed in another order): the convolutions that read
-        the C-channel x4 features run on them unshuffled, so that tensor is never made.
+        the C-channel x4 features run on them unshuffled, so that tensor is never made, and the
+        input convolution runs one per branch (``ResidualBlocksWithInputConv.of_parts``).
         """
         images, feats = [], []
         for i in range(len(spatial)):
-            hr_low = self.aux_reconstruction(paddle.concat([spatial[i], stage1[i], s2b[i], s2f[i]], axis=1))
+            parts = [spatial[i], stage1[i], s2b[i], s2f[i]]
+            if moved is None:
+                hr_low = self.aux_reconstruction(paddle.concat(parts, axis=1))
+            else:
+                hr_low = self.aux_reconstruction.of_parts(parts)
             hr_mid = self.aux_upsample1(hr_low, self.lrelu)
             if moved is None:
                 hr_high = self.aux_upsample2(hr_mid, self.lrelu)
@@ -684,11 +702,16 @@ class MSVSR(nn.Layer):
         """Final x4 reconstruction; ``branches`` = [spatial, stage1, s2b, s2f, s3b, s3f].
 
         ``moved``: from :meth:`moved_tails`, for a compiled program (the same maths, summed in
-        another order).
+        another order): the tails' convolutions before their shuffles, and the input convolution
+        one per branch (``ResidualBlocksWithInputConv.of_parts``).
         """
         outputs = []
         for i in range(lqs.shape[1]):
-            hr = self.reconstruction(paddle.concat([b[i] for b in branches], axis=1))
+            parts = [b[i] for b in branches]
+            if moved is None:
+                hr = self.reconstruction(paddle.concat(parts, axis=1))
+            else:
+                hr = self.reconstruction.of_parts(parts)
             hr = self.upsample1(hr, self.lrelu)
             if self.only_last:
                 hr = self._x4_tail(self.upsample2, self.conv_last, hr, moved, "conv_last")
@@ -737,8 +760,8 @@ class MSVSR(nn.Layer):
                 realigns[name] = whole(f"step.realign_{name}", _Step(MSVSR._realign_offsets, plain, name))
             else:
                 aligns[name] = whole(f"step.align_{name}", _Step(MSVSR._align_offsets, plain, name))
-            fuses[name] = whole(f"step.fuse_{name}", _Step(MSVSR._fuse, plain, name, packed=True))
-        fuse1 = whole("step.fuse_stage1", _Step(MSVSR._fuse_stage1, plain, packed=True))
+            fuses[name] = whole(f"step.fuse_{name}", _Step(MSVSR._fuse_of_parts, plain, name, packed=True))
+        fuse1 = whole("step.fuse_stage1", _Step(MSVSR._fuse_stage1_of_parts, plain, packed=True))
 
         # instance attributes shadow the methods of this copy only
         steps = {
