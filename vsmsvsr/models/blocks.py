@@ -27,9 +27,8 @@ def conv_before_shuffle(weight: paddle.Tensor, bias: paddle.Tensor) -> tuple[pad
         ``k[4o' + 2sy + sx, 4c' + 2dy + dx, ky, kx] = weight[o', c', 2ky + dy - sy - 1, 2kx + dx - sx - 1]``,
         zero where that tap is outside 0..2.
 
-    Four times the multiplications, but where ``o`` is small (3 colours) a CPU convolution
-    vectorised over output channels fills 12 lanes of 16 instead of 3, and the 4c-channel tensor
-    is never shuffled: the x4 tails of PP-MSVSR run faster this way.
+    Four times the multiplications, five ninths of them by zeros: programs use its non-zero taps
+    (:func:`sub_pixel_kernels`, :func:`sub_pixel_conv`).
     """
     o, c = weight.shape[0], weight.shape[1]
     if list(weight.shape[2:]) != [3, 3]:
