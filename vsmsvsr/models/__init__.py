@@ -122,7 +122,7 @@ _MSVSR_L_KWARGS = dict(
 # (2 cores, Paddle 3.3.1, OpenVINO 2026.4); its output is pasted here.
 from vsmsvsr.engine.memory import MemoryModel  # noqa: E402 - pure Python, no Paddle
 
-# openvino refitted after the auxiliary stage stopped making its 32-channel x4 tensor (peaks 16-20 % lower).
+# openvino refitted after the auxiliary stage stopped making its 32-channel x4 tensor (peaks 12-19 % lower).
 _MSVSR_MEMORY = {"openvino": MemoryModel(4.769e+08, 1738, per_pixel=4.001e+04),
                  "cpu": MemoryModel(5.763e+08, 1240, per_pixel=3.232e+04),
                  "dygraph": MemoryModel(5.269e+08, 1239, per_pixel=2.516e+04)}
