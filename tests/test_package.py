@@ -32,18 +32,18 @@ def test_import_has_no_side_effects():
     assert proc.stdout.strip() == "0.1.0"
 
 
-def test_using_a_model_leaves_logging_and_stderr_as_they_were():
+def test_using_a_model_leaves_logging_and_stderr_as_they_were(tmp_path):
     """Paddle's import sets the root logger to INFO with its own handler, warns about ccache, and
     its C++ side prints a glog warning per export: none of that reaches a user's script."""
     code = (
-        "import logging, sys, tempfile, warnings\n"
+        "import logging, sys, warnings\n"
         "import numpy as np\n"
         "import vsmsvsr\n"
         "from vsmsvsr.engine import Engine\n"
         "warnings.simplefilter('default')\n"
         "root = logging.getLogger()\n"
         "before = (root.level, list(root.handlers))\n"
-        "engine = Engine(vsmsvsr.build_model('PP-MSVSR'), backend='cpu', cache_dir=tempfile.mkdtemp())\n"
+        f"engine = Engine(vsmsvsr.build_model('PP-MSVSR'), backend='cpu', cache_dir={str(tmp_path)!r})\n"
         "engine(np.zeros((2, 3, 64, 64), np.float32))\n"
         "assert (root.level, list(root.handlers)) == before, (root.level, root.handlers)\n"
         "logging.getLogger('somebody.else').info('not shown: INFO is below the default WARNING')\n"
