@@ -131,8 +131,8 @@ _MSVSR_MEMORY = {"openvino": MemoryModel(4.769e+08, 1738, per_pixel=4.001e+04),
 # twice PP-MSVSR's (64 channels instead of 32; dygraph, where the fit separates them, measured 2636
 # against PP-MSVSR's 1239), so that long windows are not under-estimated. openvino refitted after
 # the x4 tails' convolutions moved before their pixel shuffles (base and per_pixel; the fit gave 2198
-# per frame pixel; 1173 was PP-MSVSR's per-frame term then). Its peaks did not move when the
-# auxiliary stage lost its x4 tensor (within 4 % of this model at the calibrated sizes).
+# per frame pixel; 1173 was PP-MSVSR's per-frame term then). Its peaks moved little when the
+# auxiliary stage lost its x4 tensor (1-8 % lower: this model over-estimates them by at most 8 %).
 _MSVSR_L_MEMORY = {"openvino": MemoryModel(5.969e+08, 2 * 1173, per_pixel=1.146e+05),
                    "cpu": MemoryModel(8.542e+08, 2 * 1240, per_pixel=7.096e+04),
                    "dygraph": MemoryModel(6.289e+08, 2636, per_pixel=5.112e+04)}
